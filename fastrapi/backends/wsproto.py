@@ -1,0 +1,278 @@
+"""The wsproto backend: anyio TCP, h11 for HTTP, wsproto for WebSocket frames.
+
+Everything here is sans-I/O glue: bytes from the socket go into h11 (the
+opening request) and then wsproto (frames); what they emit goes to the core
+as events; what the core sends goes through them back to the socket.
+
+Settings mapping: ``max_request_size`` is h11's ``max_incomplete_event_size``
+(431 beyond it). wsproto has no message size limit of its own; it hands over
+frame payloads as they arrive, so the core's ``max_message_size`` check sees
+an oversized message before it is buffered whole. Compression is not offered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+import h11
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
+from wsproto import ConnectionType, WSConnection
+from wsproto import events as ws
+from wsproto.connection import ConnectionState
+from wsproto.utilities import RemoteProtocolError
+
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+
+READ_SIZE = 65536
+_NETWORK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class WsprotoServer:
+    def __init__(self, listener: SocketListener | anyio.abc.Listener[SocketStream]) -> None:
+        self._listener = listener
+        self._addresses: list[Address] = []
+        for sub in getattr(listener, "listeners", [listener]):
+            host, port = sub.extra(SocketAttribute.local_address)[:2]
+            self._addresses.append(Address(str(host), int(port)))
+
+    @property
+    def addresses(self) -> list[Address]:
+        return list(self._addresses)
+
+    async def stop_accepting(self) -> None:
+        await self._listener.aclose()
+
+
+class WsprotoBackend:
+    def __init__(self, app: Application) -> None:
+        self.app = app
+
+    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        server = WsprotoServer(listener)
+        async with anyio.create_task_group() as connections:
+            task_status.started(server)
+            try:
+                await listener.serve(self._connection, task_group=connections)
+            except* (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # stop_accepting() closed the listener; connections go on
+
+    async def _connection(self, stream: SocketStream) -> None:
+        try:
+            await HTTPConnection(self.app, stream).run()
+        finally:
+            await _aclose(stream)
+
+
+class HTTPConnection:
+    """One TCP connection: read the opening request, then answer or upgrade it."""
+
+    def __init__(self, app: Application, stream: SocketStream) -> None:
+        self.app = app
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=app.settings.max_request_size)
+
+    async def run(self) -> None:
+        try:
+            request = await self._read_request()
+        except h11.RemoteProtocolError as error:
+            await self._respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
+            return
+        if request is None:
+            return  # the client left before sending a whole request
+        head, core_request = request
+        if core_request.is_upgrade and head.method == b"GET":
+            await self._upgrade(head, core_request)
+        else:
+            await self._respond(await self.app.handle_http(core_request), head.method == b"HEAD")
+
+    async def _read_request(self) -> tuple[h11.Request, Request] | None:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.stream.receive(READ_SIZE)
+                except _NETWORK_ERRORS:
+                    return None
+                self.h11.receive_data(data)
+            elif isinstance(event, h11.Request):
+                return event, Request(
+                    method=event.method.decode("ascii"),
+                    target=event.target.decode("ascii"),
+                    headers=Headers(
+                        (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+                    ),
+                    client=_peer(self.stream),
+                )
+            else:
+                return None  # ConnectionClosed: nothing to answer
+
+    async def _upgrade(self, head: h11.Request, request: Request) -> None:
+        protocol = WSConnection(ConnectionType.SERVER)
+        try:
+            protocol.initiate_upgrade_connection(list(head.headers), head.target)
+        except RemoteProtocolError as error:
+            hint = error.event_hint
+            status = hint.status_code if isinstance(hint, ws.RejectConnection) else 400
+            extra = hint.headers if isinstance(hint, ws.RejectConnection) else []
+            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in extra]
+            await self._respond(Response.text(status, f"Bad WebSocket handshake: {error}\n", headers))
+            return
+        # Bytes the client sent after its request (early frames) belong to wsproto.
+        while self.h11.next_event() not in (h11.PAUSED, h11.NEED_DATA):
+            pass
+        trailing = self.h11.trailing_data[0]
+        transport = WsprotoTransport(request, self, protocol, trailing)
+        await self.app.handle_websocket(transport)
+
+    async def _respond(self, response: Response, head_only: bool = False) -> None:
+        headers = [
+            *response.headers,
+            ("content-length", str(len(response.body))),
+            ("connection", "close"),
+        ]
+        try:
+            data = self.h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
+            if response.body and not head_only:
+                data += self.h11.send(h11.Data(data=response.body)) or b""
+            data += self.h11.send(h11.EndOfMessage()) or b""
+            await self.stream.send(data)
+        except (h11.LocalProtocolError, *_NETWORK_ERRORS):
+            pass  # the client left, or the request was too broken for a response
+
+
+class WsprotoTransport:
+    """The core's `Transport` over one wsproto connection."""
+
+    def __init__(
+        self, request: Request, http: HTTPConnection, protocol: WSConnection, trailing: bytes
+    ) -> None:
+        self.request = request
+        self._http = http
+        self._stream = http.stream
+        self._protocol = protocol
+        self._trailing = trailing
+        self._pending: deque[Event] = deque()
+        self._write_lock = anyio.Lock(fast_acquire=True)  # receive() writes too (Close replies)
+        self._closed = False
+
+    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
+        extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        await self._write(
+            self._protocol.send(ws.AcceptConnection(subprotocol=subprotocol, extra_headers=extra))
+        )
+        if self._trailing:
+            self._feed(self._trailing)
+
+    async def reject(self, response: Response) -> None:
+        await self._http._respond(response)
+        await self.abort()
+
+    async def receive(self) -> Event:
+        while not self._pending:
+            if self._closed:
+                return Closed(1006)
+            try:
+                data: bytes | None = await self._stream.receive(READ_SIZE)
+            except anyio.EndOfStream:
+                data = None
+            except _NETWORK_ERRORS:
+                await self.abort()
+                return Closed(1006)
+            self._feed(data)
+            await self._flush_close()
+        return self._pending.popleft()
+
+    def _feed(self, data: bytes | None) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data)
+        pending = self._pending
+        for event in protocol.events():
+            kind = type(event)
+            if kind is ws.TextMessage:
+                pending.append(TextMessage(event.data, event.message_finished))  # type: ignore[attr-defined]
+            elif kind is ws.BytesMessage:
+                pending.append(BytesMessage(bytes(event.data), event.message_finished))  # type: ignore[attr-defined]
+            elif kind is ws.Ping:
+                pending.append(Ping(bytes(event.payload)))  # type: ignore[attr-defined]
+            elif kind is ws.Pong:
+                pending.append(Pong(bytes(event.payload)))  # type: ignore[attr-defined]
+            elif kind is ws.CloseConnection:
+                self._close_event = event
+                pending.append(Closed(int(event.code), event.reason or ""))  # type: ignore[attr-defined]
+                break  # nothing after a Close counts (RFC 6455 section 5.5.1)
+
+    async def _flush_close(self) -> None:
+        event = getattr(self, "_close_event", None)
+        if event is None or self._closed:
+            return
+        state = self._protocol.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The peer closed: echo its code, then close TCP (section 5.5.1, 7.1.1).
+            await self._write_quietly(self._protocol.send(event.response()))
+        elif state is ConnectionState.OPEN:
+            # wsproto found a protocol error (1002, 1007...): fail the connection (7.1.7).
+            await self._write_quietly(self._protocol.send(ws.CloseConnection(event.code, event.reason)))
+        await self.abort()
+
+    async def send(self, event: Message | Ping | Pong) -> None:
+        if self._protocol.state is not ConnectionState.OPEN:
+            raise TransportClosed("the WebSocket is closing")
+        frame: ws.Event
+        if isinstance(event, TextMessage):
+            frame = ws.TextMessage(data=event.data)
+        elif isinstance(event, BytesMessage):
+            frame = ws.BytesMessage(data=event.data)
+        elif isinstance(event, Ping):
+            frame = ws.Ping(payload=event.data)
+        else:
+            frame = ws.Pong(payload=event.data)
+        await self._write(self._protocol.send(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._protocol.state is not ConnectionState.OPEN:
+            return  # the peer's Close came first; receive() answers it
+        await self._write(self._protocol.send(ws.CloseConnection(code=code, reason=reason)))
+
+    async def abort(self) -> None:
+        self._closed = True
+        await _aclose(self._stream)
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            async with self._write_lock:
+                await self._stream.send(data)
+        except _NETWORK_ERRORS as error:
+            raise TransportClosed(str(error)) from error
+
+    async def _write_quietly(self, data: bytes) -> None:
+        try:
+            await self._write(data)
+        except TransportClosed:
+            pass
+
+
+async def _aclose(stream: SocketStream) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            await stream.aclose()
+        except OSError:
+            pass
+
+
+def _peer(stream: SocketStream) -> Address | None:
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return None
+    if isinstance(address, str):  # a UNIX socket has a path, not a host and port
+        return None
+    host, port = address[:2]
+    return Address(str(host), int(port))
+
+
+backend_class: type[Backend] = WsprotoBackend

@@ -1,0 +1,1 @@
+"""The backend-neutral core: anyio and orjson only, never a transport library."""

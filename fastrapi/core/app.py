@@ -1,0 +1,137 @@
+"""The application: routes, settings, and the entry points that serve it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from fastrapi.core import server as _server
+from fastrapi.core.request import Request
+from fastrapi.core.routing import Route, Router
+from fastrapi.core.session import run_session
+from fastrapi.core.settings import Settings
+from fastrapi.core.transport import DEFAULT_BACKEND, Response, Server, Transport
+from fastrapi.core.websocket import WebSocket
+
+logger = logging.getLogger("fastrapi.server")
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+UPGRADE_REQUIRED = Response.text(
+    426,
+    "This is a WebSocket endpoint; connect with a WebSocket client.",
+    [("upgrade", "websocket"), ("sec-websocket-version", "13")],
+)
+
+
+class FastrAPI:
+    """A WebSocket application.
+
+    Args:
+        settings: limits and timeouts; `Settings()` defaults otherwise.
+        **overrides: individual settings, e.g. ``max_message_size=4 * 2**20``.
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self._settings = replace(settings or Settings(), **overrides)
+        self.websocket_router = Router()
+        self.http_router = Router()
+        self._live = _server.LiveConnections()
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    # -- routes -------------------------------------------------------------
+
+    def websocket(self, path: str) -> Callable[[Handler], Handler]:
+        """Register an async handler for WebSocket connections to ``path``.
+
+        The handler gets the `WebSocket` (its first parameter, or the one
+        annotated ``WebSocket``) and the path's parameters by name.
+
+        Raises:
+            RouteError: the template is malformed, duplicates another, or does
+                not fit the handler's signature.
+        """
+
+        def register(endpoint: Handler) -> Handler:
+            self.websocket_router.add(Route(path, endpoint, WebSocket))
+            return endpoint
+
+        return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        """Register an async handler for HTTP GET requests to ``path``.
+
+        It takes the path's parameters (and a `Request` if it annotates one)
+        and returns a `Response`, a str (sent as text/plain) or bytes.
+        """
+
+        def register(endpoint: Handler) -> Handler:
+            self.http_router.add(Route(path, endpoint, Request, connection_required=False))
+            return endpoint
+
+        return register
+
+    # -- serving ------------------------------------------------------------
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        backend: str = DEFAULT_BACKEND,
+        settings: Settings | None = None,
+    ) -> None:
+        """Serve until Ctrl+C (SIGINT) or SIGTERM, then shut down cleanly.
+
+        Raises:
+            UnknownBackendError: ``backend`` names no registered backend.
+        """
+        if settings is not None:
+            self._settings = settings
+        _server.serve(self, host, port, backend)
+
+    @asynccontextmanager
+    async def run_server(
+        self, host: str = "127.0.0.1", port: int = 0, backend: str = DEFAULT_BACKEND
+    ) -> AsyncIterator[Server]:
+        """Serve inside an ``async with`` block (for tests and embedding).
+
+        ``port=0`` picks a free port; ``server.addresses`` tells which.
+        """
+        async with _server.running(self, host, port, backend) as server:
+            yield server
+
+    # -- the Application contract, called by backends -------------------------
+
+    async def handle_websocket(self, transport: Transport) -> None:
+        await run_session(
+            self.websocket_router, self._settings, transport, self._live.opened, self._live.closed
+        )
+
+    async def handle_http(self, request: Request) -> Response:
+        found = self.http_router.match(request.raw_path)
+        if found is None:
+            if self.websocket_router.match(request.raw_path) is not None:
+                return UPGRADE_REQUIRED
+            return Response.text(404, "Not Found")
+        if request.method not in ("GET", "HEAD"):
+            return Response.text(405, "Method Not Allowed", [("allow", "GET, HEAD")])
+        route, params = found
+        try:
+            result = await route.call(request, params)
+        except Exception:
+            logger.exception("HTTP handler for %s raised", request.path)
+            return Response.text(500, "Internal Server Error")
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, str):
+            return Response.text(200, result)
+        if isinstance(result, bytes):
+            return Response(200, [("content-type", "application/octet-stream")], result)
+        logger.error("HTTP handler for %s returned %r, not a Response, str or bytes", request.path, result)
+        return Response.text(500, "Internal Server Error")

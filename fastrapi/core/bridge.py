@@ -1,0 +1,281 @@
+"""The bridge between one transport and one handler.
+
+A single reader task (the pump) moves events from the transport into a
+bounded memory stream that the handler reads. The bound is the point: when a
+handler falls behind, the stream fills, the pump stops reading the socket, and
+TCP pushes back on the client instead of messages piling up in memory
+("backpressure is propagated", as websockets' sans-I/O guide puts it).
+
+The pump also does everything a handler should never have to: it answers
+pings, matches pongs to `ping()` calls, joins fragments under the size limit,
+and notices the end of the connection. Sends from any number of tasks go
+through one lock, so frames of two messages never interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+
+from fastrapi.core.codes import CloseCode
+from fastrapi.core.events import BytesMessage, Closed, Message, Ping, Pong, TextMessage
+from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, WebSocketDisconnect
+from fastrapi.core.settings import Settings
+from fastrapi.core.state import ConnectionState, Transition, WebSocketState
+from fastrapi.core.transport import Transport
+
+
+class MessageTooBig(Exception):
+    """A message grew past ``max_message_size`` while its fragments were joined."""
+
+
+class MessageAssembler:
+    """Joins fragments into messages, refusing any that outgrow the limit.
+
+    Whole messages pass through untouched (no copy); only fragmented ones are
+    buffered, and the size is checked on every fragment, so an oversized
+    message is refused before it is held in memory whole.
+    """
+
+    __slots__ = ("_limit", "_parts", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[TextMessage | BytesMessage] = []
+        self._size = 0
+
+    def feed(self, fragment: Message) -> Message | None:
+        """The complete message once ``fragment`` finishes one, else None.
+
+        Raises:
+            MessageTooBig: the message so far exceeds the limit.
+        """
+        size = self._size + _encoded_size(fragment, self._limit - self._size)
+        if size > self._limit:
+            raise MessageTooBig(f"message exceeds {self._limit} bytes")
+        if fragment.final and not self._parts:
+            return fragment
+        self._parts.append(fragment)
+        self._size = size
+        if not fragment.final:
+            return None
+        parts, self._parts, self._size = self._parts, [], 0
+        if isinstance(parts[0], TextMessage):
+            return TextMessage("".join(part.data for part in parts))  # type: ignore[misc]  # all parts share the first part's type
+        return BytesMessage(b"".join(part.data for part in parts))  # type: ignore[misc]  # all parts share the first part's type
+
+
+def _encoded_size(message: Message, room: int) -> int:
+    """Bytes on the wire; for text, only computed exactly when it could matter."""
+    data = message.data
+    if isinstance(data, bytes) or data.isascii() or 4 * len(data) <= room:
+        return len(data)  # ASCII, or small enough that even 4 bytes a char fit
+    return len(data.encode())
+
+
+@dataclass(slots=True)
+class _PongWaiter:
+    arrived: anyio.Event = field(default_factory=anyio.Event)
+    acknowledged: bool = False
+
+
+class Bridge:
+    """Moves one connection's events between its transport and its handler."""
+
+    def __init__(self, transport: Transport, settings: Settings, state: ConnectionState) -> None:
+        self.transport = transport
+        self._state = state
+        self._settings = settings
+        # None is the wake-up call for a receiver waiting when we close.
+        self._inbox_writer, self._inbox = anyio.create_memory_object_stream[Message | None](
+            settings.max_queue
+        )
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._receiving = False
+        self._pongs: dict[bytes, _PongWaiter] = {}
+        self._ended = anyio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # -- the handler's side ------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Messages received and waiting for the handler; never above ``max_queue``."""
+        return self._inbox.statistics().current_buffer_used
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def disconnect_error(self) -> WebSocketDisconnect:
+        return WebSocketDisconnect(
+            CloseCode.ABNORMAL_CLOSURE if self.close_code is None else self.close_code,
+            self.close_reason,
+        )
+
+    async def receive(self) -> Message:
+        """The next message; messages that came before the end are delivered first.
+
+        Raises:
+            WebSocketDisconnect: the connection ended and every message was read.
+            ConcurrentReceiveError: another task is already receiving.
+        """
+        try:
+            # Fast path: a queued message needs no trip through the event loop.
+            message = self._inbox.receive_nowait()
+        except anyio.WouldBlock:
+            if self._receiving:
+                raise ConcurrentReceiveError(
+                    "another task is already waiting in a receive call on this WebSocket; "
+                    "receive from one task and hand messages to others (e.g. with a queue)"
+                ) from None
+            self._receiving = True
+            try:
+                message = await self._inbox.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                message = None
+            finally:
+                self._receiving = False
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            message = None
+        if message is None:
+            raise self.disconnect_error()
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Send a whole message; concurrent senders take turns.
+
+        Raises:
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        async with self._send_lock:
+            await self._send_frame(message)
+
+    async def _send_frame(self, event: Message | Ping | Pong) -> None:
+        # Called with the send lock held. The state is checked here, not only
+        # by the caller, because it can change while a sender waits its turn.
+        if self._state.state is not WebSocketState.CONNECTED:
+            raise self.disconnect_error()
+        try:
+            await self.transport.send(event)
+        except TransportClosed:
+            # Not the end yet: the pump reads why (a Close may be queued behind
+            # this send) and records the real code.
+            raise self.disconnect_error() from None
+
+    async def ping(self, data: bytes) -> None:
+        """Send a Ping and return when its Pong arrives (RFC 6455 section 5.5.2).
+
+        Raises:
+            ValueError: a ping with the same payload is still waiting.
+            WebSocketDisconnect: the connection ended before the Pong came.
+        """
+        if data in self._pongs:
+            raise ValueError(
+                "a ping with this payload is still waiting for its pong; "
+                "use another payload, or call ping() without one"
+            )
+        waiter = self._pongs[data] = _PongWaiter()
+        try:
+            async with self._send_lock:
+                await self._send_frame(Ping(data))
+            await waiter.arrived.wait()
+        finally:
+            self._pongs.pop(data, None)
+        if not waiter.acknowledged:
+            raise self.disconnect_error()
+
+    async def start_close(self, code: int, reason: str) -> None:
+        """Send our Close frame (RFC 6455 section 7.1.2) unless one was sent or the peer's came."""
+        if not self._state.try_apply(Transition.LOCAL_CLOSE):
+            return
+        self.close_code, self.close_reason = code, reason
+        self._stop_delivery()
+        try:
+            async with self._send_lock:
+                await self.transport.close(code, reason)
+        except TransportClosed:
+            self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+
+    async def wait_closed(self) -> None:
+        """Wait up to ``close_timeout`` for the closing handshake, then drop TCP."""
+        with anyio.move_on_after(self._settings.close_timeout):
+            await self._ended.wait()
+        if not self._ended.is_set():
+            await self.transport.abort()
+            self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+
+    def _stop_delivery(self) -> None:
+        # After our Close no message reaches the handler (RFC 6455 allows
+        # discarding them): wake a waiting receiver and unblock the pump.
+        if self._inbox.statistics().tasks_waiting_receive:
+            self._inbox_writer.send_nowait(None)  # a waiting receiver means the buffer is empty
+        self._inbox.close()
+
+    def _end(self, closed: Closed) -> None:
+        if self._ended.is_set():
+            return
+        if self.close_code is None:
+            self.close_code, self.close_reason = closed.code, closed.reason
+        self._state.try_apply(Transition.PEER_CLOSED)
+        self._inbox_writer.close()  # receivers read what is queued, then EndOfStream
+        for waiter in self._pongs.values():
+            waiter.arrived.set()
+        self._ended.set()
+
+    # -- the transport's side ----------------------------------------------
+
+    async def pump(self) -> None:
+        """Read the transport until the connection ends; runs as its own task."""
+        assembler = MessageAssembler(self._settings.max_message_size)
+        transport = self.transport
+        while True:
+            try:
+                event = await transport.receive()
+            except TransportClosed:
+                event = Closed(CloseCode.ABNORMAL_CLOSURE)
+            if isinstance(event, TextMessage | BytesMessage):
+                try:
+                    message = assembler.feed(event)
+                except MessageTooBig as error:
+                    await self.start_close(CloseCode.MESSAGE_TOO_BIG, str(error))
+                    continue
+                if message is not None and self._state.state is WebSocketState.CONNECTED:
+                    await self._deliver(message)
+            elif isinstance(event, Ping):
+                if self._state.state is WebSocketState.CONNECTED:
+                    async with self._send_lock:
+                        try:
+                            await self._send_frame(Pong(event.data))
+                        except WebSocketDisconnect:
+                            pass  # the pump sees the end as its next event
+            elif isinstance(event, Pong):
+                self._acknowledge(event.data)
+            else:
+                self._end(event)  # Closed: nothing follows
+                return
+
+    async def _deliver(self, message: Message) -> None:
+        try:
+            self._inbox_writer.send_nowait(message)
+        except anyio.WouldBlock:
+            try:
+                await self._inbox_writer.send(message)  # the handler is behind: stop reading
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # we closed meanwhile; the message is discarded
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def _acknowledge(self, data: bytes) -> None:
+        # A Pong answers the Ping with the same payload and, like websockets
+        # does, every Ping sent before it; an unsolicited Pong is ignored (5.5.3).
+        if data not in self._pongs:
+            return
+        for payload, waiter in list(self._pongs.items()):
+            waiter.acknowledged = True
+            waiter.arrived.set()
+            del self._pongs[payload]
+            if payload == data:
+                break

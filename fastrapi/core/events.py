@@ -1,0 +1,58 @@
+"""What moves between a transport and the core: messages and connection events.
+
+Frozen, slotted dataclasses, named for what happened (as wsproto's events are).
+`TextMessage` and `BytesMessage` are also what ``WebSocket.receive()`` returns;
+``final=False`` marks a fragment (RFC 6455 section 5.4), which only a transport
+produces and the core joins into one message before a handler sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    """A text message (opcode 0x1), already decoded from UTF-8."""
+
+    data: str
+    final: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BytesMessage:
+    """A binary message (opcode 0x2)."""
+
+    data: bytes
+    final: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A Ping control frame (RFC 6455 section 5.5.2); the core answers it."""
+
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """A Pong control frame (RFC 6455 section 5.5.3)."""
+
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection is over; no event follows.
+
+    ``code`` is the peer's close code once the closing handshake finished, or
+    1006 when the connection was lost without one (RFC 6455 section 7.1.5).
+    """
+
+    code: int
+    reason: str = ""
+
+
+Message: TypeAlias = TextMessage | BytesMessage
+Event: TypeAlias = TextMessage | BytesMessage | Ping | Pong | Closed

@@ -1,0 +1,126 @@
+"""The opening HTTP request, as a backend hands it to the core.
+
+A backend fills in the raw parts (method, target, headers, client); everything
+derived from them (path, query parameters, requested subprotocols) is parsed
+here, once, the same way for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+from urllib.parse import parse_qsl, unquote
+
+
+class Address(NamedTuple):
+    host: str
+    port: int
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only HTTP headers that keep repeated fields.
+
+    ``headers["x"]`` is the first value of ``x``; ``get_all("x")`` gives every one.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items = [(name.lower(), value) for name, value in items]
+
+    def __getitem__(self, name: str) -> str:
+        key = name.lower()
+        for item_name, value in self._items:
+            if item_name == key:
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for name, _ in self._items:
+            if name not in seen:
+                seen.add(name)
+                yield name
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self._items})
+
+    def get_all(self, name: str) -> list[str]:
+        key = name.lower()
+        return [value for item_name, value in self._items if item_name == key]
+
+    def raw(self) -> list[tuple[str, str]]:
+        """Every (lower-case name, value) pair, in order."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class QueryParams(Mapping[str, str]):
+    """Read-only query parameters; ``params["k"]`` is the last value of ``k``."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, query_string: str) -> None:
+        self._items = parse_qsl(query_string, keep_blank_values=True)
+
+    def __getitem__(self, key: str) -> str:
+        for name, value in reversed(self._items):
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for name, _ in self._items))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys(name for name, _ in self._items))
+
+    def get_all(self, key: str) -> list[str]:
+        return [value for name, value in self._items if name == key]
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self._items!r})"
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request as received: ``target`` is the raw request-target."""
+
+    method: str
+    target: str
+    headers: Headers
+    client: Address | None = None
+    scheme: str = "ws"
+
+    @cached_property
+    def raw_path(self) -> str:
+        """The path as sent, percent-encoding intact (what routes match against)."""
+        return self.target.partition("?")[0] or "/"
+
+    @cached_property
+    def path(self) -> str:
+        return unquote(self.raw_path)
+
+    @cached_property
+    def query_string(self) -> str:
+        return self.target.partition("?")[2]
+
+    @cached_property
+    def query_params(self) -> QueryParams:
+        return QueryParams(self.query_string)
+
+    @cached_property
+    def subprotocols(self) -> list[str]:
+        """Subprotocols the client offered, in its order of preference (4.1)."""
+        offered = ",".join(self.headers.get_all("sec-websocket-protocol"))
+        return [token.strip() for token in offered.split(",") if token.strip()]
+
+    @property
+    def is_upgrade(self) -> bool:
+        """Whether this asks for a WebSocket upgrade (RFC 6455 section 4.2.1)."""
+        upgrade = ",".join(self.headers.get_all("upgrade")).lower()
+        return "websocket" in (token.strip() for token in upgrade.split(","))

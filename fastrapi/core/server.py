@@ -1,0 +1,139 @@
+"""Running a backend: start, report, track live connections, shut down cleanly.
+
+Shutdown, the same on every backend: stop accepting, send 1001 "going away"
+to every open connection, give handlers ``shutdown_timeout`` seconds to end,
+then cancel the rest. Nothing of the server's own outlives `running`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import import_module
+from typing import TYPE_CHECKING, cast
+
+import anyio
+
+from fastrapi.core.codes import CloseCode
+from fastrapi.core.exceptions import BackendUnavailableError, UnknownBackendError
+from fastrapi.core.request import Address
+from fastrapi.core.state import WebSocketState
+from fastrapi.core.transport import BACKENDS, Backend, Server
+
+if TYPE_CHECKING:
+    from fastrapi.core.app import FastrAPI
+    from fastrapi.core.websocket import WebSocket
+
+logger = logging.getLogger("fastrapi.server")
+
+
+def load_backend(name: str) -> type[Backend]:
+    """The backend class registered as ``name``.
+
+    Raises:
+        UnknownBackendError: no backend has that name; the message lists them.
+        BackendUnavailableError: its library is not installed; the message
+            says what to install.
+    """
+    if name not in BACKENDS:
+        known = ", ".join(repr(known) for known in BACKENDS)
+        raise UnknownBackendError(f"unknown backend {name!r}; available backends: {known}")
+    try:
+        module = import_module(f"fastrapi.backends.{name}")
+    except ModuleNotFoundError as missing:
+        raise BackendUnavailableError(
+            f"backend {name!r} needs the {missing.name!r} library, which is not installed; "
+            f"install it with: pip install 'fastrapi[{name}]'"
+        ) from missing
+    return cast("type[Backend]", module.backend_class)
+
+
+class LiveConnections:
+    """The open connections of one running server, for shutdown."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[WebSocket, anyio.CancelScope] = {}
+        self._empty = anyio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def opened(self, ws: WebSocket, scope: anyio.CancelScope) -> None:
+        self._scopes[ws] = scope
+        if self._empty.is_set():
+            self._empty = anyio.Event()
+
+    def closed(self, ws: WebSocket) -> None:
+        self._scopes.pop(ws, None)
+        if not self._scopes:
+            self._empty.set()
+
+    async def close_all(self, grace: float) -> None:
+        """1001 to every open connection; after ``grace`` seconds, cancel the rest."""
+        async with anyio.create_task_group() as task_group:
+            for ws in list(self._scopes):
+                if ws.client_state is WebSocketState.CONNECTED:
+                    task_group.start_soon(ws.close, CloseCode.GOING_AWAY, "server shutting down")
+            with anyio.move_on_after(grace):
+                await self._empty.wait()
+            for scope in self._scopes.values():
+                scope.cancel()
+            task_group.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def running(app: FastrAPI, host: str, port: int, backend: str) -> AsyncIterator[Server]:
+    """Serve ``app`` with ``backend`` on ``host:port`` inside the block; shut down on exit."""
+    backend_class = load_backend(backend)
+    live = app._live
+    async with anyio.create_task_group() as task_group:
+        server: Server = await task_group.start(backend_class(app).run, host, port)
+        try:
+            yield server
+        finally:
+            with anyio.CancelScope(shield=True):
+                await server.stop_accepting()
+                await live.close_all(app.settings.shutdown_timeout)
+            # Every session has ended; the backend returns by itself, or is
+            # cancelled if it lingers past the close timeout.
+            task_group.cancel_scope.deadline = anyio.current_time() + app.settings.close_timeout
+
+
+def serve(app: FastrAPI, host: str, port: int, backend: str) -> None:
+    """Serve until SIGINT or SIGTERM; blocking."""
+    load_backend(backend)  # fail before the event loop starts
+    _configure_logging()
+    anyio.run(_serve_until_signal, app, host, port, backend)
+
+
+async def _serve_until_signal(app: FastrAPI, host: str, port: int, backend: str) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with running(app, host, port, backend) as server:
+            for address in server.addresses:
+                logger.info(
+                    "fastrapi serving on %s (backend %s); press Ctrl+C to stop", _url(address), backend
+                )
+            async for signum in signals:
+                logger.info("%s received; closing connections", signal.Signals(signum).name)
+                break
+    logger.info("fastrapi stopped")
+
+
+def _url(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"http://{host}:{address.port}"
+
+
+def _configure_logging() -> None:
+    # A script that calls serve() without configuring logging still gets the
+    # start line and errors; an application that configured logging keeps its own.
+    package_logger = logging.getLogger("fastrapi")
+    if logging.getLogger().handlers or package_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)

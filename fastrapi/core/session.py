@@ -1,0 +1,112 @@
+"""Run one WebSocket connection from its opening request to its last byte.
+
+How a handler's end becomes what the client sees:
+
+=============================  ===================  ============================
+handler ends with              before accept()      after accept()
+=============================  ===================  ============================
+return                         HTTP 403             close 1000
+close() / deny()               HTTP 403 / deny's    the close it sent
+WebSocketException(code, r)    HTTP 403             close code, r
+WebSocketDisconnect            HTTP 403             (already over) debug log
+any other exception            HTTP 500, logged     close 1011, logged
+=============================  ===================  ============================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+
+from fastrapi.core.codes import CloseCode, is_sendable
+from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
+from fastrapi.core.routing import Router
+from fastrapi.core.settings import Settings
+from fastrapi.core.state import WebSocketState
+from fastrapi.core.transport import Response, Transport
+from fastrapi.core.websocket import WebSocket
+
+logger = logging.getLogger("fastrapi.websocket")
+access_logger = logging.getLogger("fastrapi.access")
+
+NOT_FOUND = Response.text(404, "Not Found")
+FORBIDDEN = Response.text(403, "Forbidden")
+SERVER_ERROR = Response.text(500, "Internal Server Error")
+
+
+async def run_session(
+    router: Router,
+    settings: Settings,
+    transport: Transport,
+    on_open: Callable[[WebSocket, anyio.CancelScope], None],
+    on_close: Callable[[WebSocket], None],
+) -> None:
+    """Route ``transport``'s request, run its handler, and close it; never raises.
+
+    ``on_open``/``on_close`` let the server track live connections for shutdown.
+    """
+    request = transport.request
+    started = time.monotonic()
+    found = router.match(request.raw_path)
+    if found is None:
+        await _reject(transport, NOT_FOUND)
+        _log_access(transport, 404, started)
+        return
+    route, params = found
+    async with anyio.create_task_group() as task_group:
+        ws = WebSocket(transport, settings, task_group, params)
+        on_open(ws, task_group.cancel_scope)
+        try:
+            await _run_handler(ws, route.call(ws, params))
+            _log_access(transport, ws.handshake_status or 0, started)
+        finally:
+            on_close(ws)
+            task_group.cancel_scope.cancel()  # the pump, once the handshake is done
+            with anyio.CancelScope(shield=True):
+                await transport.abort()  # idempotent: only acts if anything is left
+
+
+async def _run_handler(ws: WebSocket, handler: object) -> None:
+    failure: tuple[int, str] | None = None
+    try:
+        await handler  # type: ignore[misc]  # an awaitable from Route.call
+    except WebSocketDisconnect as end:
+        logger.debug("%r ended by disconnect: %s", ws, end)
+    except WebSocketException as error:
+        failure = (error.code, error.reason)
+        if not is_sendable(error.code):
+            logger.error("WebSocketException code %d may not be sent; closing with 1011", error.code)
+            failure = (CloseCode.INTERNAL_ERROR, "")
+    except Exception:
+        logger.exception("handler for %s raised", ws.request.path)
+        failure = (CloseCode.INTERNAL_ERROR, "")
+        if ws.client_state is WebSocketState.CONNECTING:
+            await ws._reject(SERVER_ERROR)
+            return
+    if ws.client_state is WebSocketState.CONNECTING:
+        await ws._reject(FORBIDDEN)
+    else:
+        await ws._end(*(failure or (CloseCode.NORMAL_CLOSURE, "")))
+
+
+async def _reject(transport: Transport, response: Response) -> None:
+    try:
+        await transport.reject(response)
+    except Exception:  # the client left; nothing to answer
+        logger.debug("could not send %d to %s", response.status, transport.request.client)
+
+
+def _log_access(transport: Transport, status: int, started: float) -> None:
+    if access_logger.isEnabledFor(logging.INFO):
+        request = transport.request
+        client = f"{request.client.host}:{request.client.port}" if request.client else "-"
+        access_logger.info(
+            '%s - "WebSocket %s" %d %.1fms',
+            client,
+            request.target,
+            status,
+            (time.monotonic() - started) * 1000,
+        )

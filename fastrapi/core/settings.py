@@ -1,0 +1,47 @@
+"""Limits and timeouts: one object, the same meaning on every backend.
+
+A backend maps each value onto its library's own knob, or enforces nothing
+itself and leaves it to the core; it never keeps a default of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server settings, passed to ``FastrAPI(settings=...)`` or ``serve(settings=...)``.
+
+    Attributes:
+        max_message_size: largest message accepted, in bytes, counted after
+            fragments are joined. A bigger one closes the connection with 1009
+            before it is buffered whole.
+        max_queue: messages received but not yet read by the handler. When
+            full, the server stops reading that socket, so TCP pushes back on
+            the client instead of memory growing.
+        max_request_size: largest opening HTTP request (request line and
+            headers), in bytes; a bigger one gets HTTP 431.
+        close_timeout: seconds to wait for the peer's half of the closing
+            handshake before the TCP connection is dropped.
+        shutdown_timeout: seconds open connections get, after the server
+            sent them 1001 on shutdown, before their handlers are cancelled.
+    """
+
+    max_message_size: int = 1 * MiB
+    max_queue: int = 16
+    max_request_size: int = 16 * 1024
+    close_timeout: float = 10.0
+    shutdown_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_queue", "max_request_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        for name in ("close_timeout", "shutdown_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")

@@ -1,0 +1,354 @@
+"""The WebSocket object a handler receives.
+
+Every public method first asks the state machine (`fastrapi.core.state`)
+whether it may run; the `Bridge` does the moving. Before ``accept()`` the
+opening request is readable (path, query, headers, client, subprotocols) and
+nothing has answered the client yet: ``accept()`` sends the 101, ``deny()`` or
+``close()`` send an HTTP error instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from anyio.abc import TaskGroup
+
+from fastrapi.core import json
+from fastrapi.core.bridge import Bridge
+from fastrapi.core.codes import CloseCode, check_close
+from fastrapi.core.events import BytesMessage, Message, TextMessage
+from fastrapi.core.exceptions import MessageTypeError, TransportClosed, WebSocketDisconnect
+from fastrapi.core.request import Address, Headers, QueryParams, Request
+from fastrapi.core.settings import Settings
+from fastrapi.core.state import ConnectionState, Operation, Transition, Verdict, WebSocketState
+from fastrapi.core.transport import HeaderList, Response, Transport
+
+# Headers the handshake itself owns (RFC 6455 section 4.2.2); accept() sets them.
+_HANDSHAKE_HEADERS = frozenset(
+    {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions"}
+)
+_NORMAL_ENDS = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
+
+
+class WebSocket:
+    """One WebSocket connection, as seen by its handler.
+
+    Attributes:
+        request: the opening HTTP request.
+        path_params: the typed parameters the route matched.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        settings: Settings,
+        task_group: TaskGroup,
+        path_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.request: Request = transport.request
+        self.path_params: dict[str, Any] = dict(path_params or {})
+        self.subprotocol: str | None = None
+        self.handshake_status: int | None = None  # 101, or the HTTP status that refused it
+        self._connection = ConnectionState()
+        self._bridge = Bridge(transport, settings, self._connection)
+        self._task_group = task_group
+
+    # -- the opening request, readable before accept() -----------------------
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def query_params(self) -> QueryParams:
+        return self.request.query_params
+
+    @property
+    def headers(self) -> Headers:
+        return self.request.headers
+
+    @property
+    def client(self) -> Address | None:
+        return self.request.client
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, most preferred first."""
+        return self.request.subprotocols
+
+    @property
+    def client_state(self) -> WebSocketState:
+        """0 connecting, 1 connected, 2 closing, 3 disconnected (an `IntEnum`)."""
+        return self._connection.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the connection closed with, once it is closing or closed."""
+        return self._bridge.close_code
+
+    # -- the handshake --------------------------------------------------------
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Mapping[str, str] | HeaderList | None = None
+    ) -> None:
+        """Answer the handshake with 101 Switching Protocols.
+
+        Args:
+            subprotocol: one of `subprotocols`, sent back in Sec-WebSocket-Protocol.
+            headers: extra response headers, as a mapping or (name, value) pairs.
+
+        Raises:
+            ValueError: the client did not offer ``subprotocol``, or a header is
+                invalid or one the handshake sets itself.
+            WebSocketStateError: accept() was already called, or the connection was closed.
+        """
+        self._connection.check(Operation.ACCEPT, "accept()")
+        if subprotocol is not None and subprotocol not in self.request.subprotocols:
+            raise ValueError(
+                f"subprotocol {subprotocol!r} was not offered by the client; "
+                f"choose one of {self.request.subprotocols} or None"
+            )
+        extra = _checked_headers(headers)
+        try:
+            await self._bridge.transport.accept(subprotocol, extra)
+            lost = False
+        except TransportClosed:
+            lost = True
+        self.subprotocol = subprotocol
+        self.handshake_status = 101
+        self._connection.apply(Transition.ACCEPT)
+        # Started even when the client left: the pump then records the end at once.
+        self._task_group.start_soon(self._bridge.pump)
+        if lost:
+            raise WebSocketDisconnect(CloseCode.ABNORMAL_CLOSURE, "the client left during the handshake")
+
+    async def deny(
+        self, status: int = 403, headers: Mapping[str, str] | HeaderList | None = None, body: bytes = b""
+    ) -> None:
+        """Refuse the handshake with any HTTP response instead of 101.
+
+        Raises:
+            ValueError: ``status`` is not an HTTP error status (400-599).
+            WebSocketStateError: the handshake was already answered.
+        """
+        self._connection.check(Operation.DENY, "deny()")
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"deny() needs an HTTP error status (400-599), not {status!r}")
+        await self._reject(Response(status, _checked_headers(headers), bytes(body)))
+
+    async def _reject(self, response: Response) -> None:
+        self._connection.apply(Transition.DENY)
+        self.handshake_status = response.status
+        with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
+            await self._bridge.transport.reject(response)
+
+    # -- receiving --------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next message: a `TextMessage` or a `BytesMessage`.
+
+        Raises:
+            WebSocketDisconnect: the connection ended.
+            WebSocketStateError: called before accept(), or while another task receives.
+        """
+        self._connection.check(Operation.RECEIVE, "receive()")
+        return await self._bridge.receive()
+
+    async def receive_text(self) -> str:
+        """The next message, which must be text.
+
+        Raises:
+            MessageTypeError: a binary message came; the error keeps it.
+            WebSocketDisconnect: the connection ended.
+        """
+        self._connection.check(Operation.RECEIVE, "receive_text()")
+        message = await self._bridge.receive()
+        if type(message) is not TextMessage:
+            raise MessageTypeError("text", message)
+        return message.data
+
+    async def receive_bytes(self) -> bytes:
+        """The next message, which must be binary.
+
+        Raises:
+            MessageTypeError: a text message came; the error keeps it.
+            WebSocketDisconnect: the connection ended.
+        """
+        self._connection.check(Operation.RECEIVE, "receive_bytes()")
+        message = await self._bridge.receive()
+        if type(message) is not BytesMessage:
+            raise MessageTypeError("binary", message)
+        return message.data
+
+    async def receive_json(self) -> Any:
+        """The next message (text or binary) parsed as JSON.
+
+        Raises:
+            InvalidJSON: the message is not JSON; the error keeps it.
+            WebSocketDisconnect: the connection ended.
+        """
+        self._connection.check(Operation.RECEIVE, "receive_json()")
+        return json.loads(await self._bridge.receive())
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Text messages until the peer closes normally (1000 or 1001).
+
+        Any other close raises `WebSocketDisconnect`.
+        """
+        while True:
+            try:
+                yield await self.receive_text()
+            except WebSocketDisconnect as end:
+                if end.code in _NORMAL_ENDS:
+                    return
+                raise
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Binary messages until the peer closes normally (1000 or 1001)."""
+        while True:
+            try:
+                yield await self.receive_bytes()
+            except WebSocketDisconnect as end:
+                if end.code in _NORMAL_ENDS:
+                    return
+                raise
+
+    async def iter_json(self) -> AsyncIterator[Any]:
+        """JSON messages until the peer closes normally (1000 or 1001)."""
+        while True:
+            try:
+                yield await self.receive_json()
+            except WebSocketDisconnect as end:
+                if end.code in _NORMAL_ENDS:
+                    return
+                raise
+
+    # -- sending ----------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Send a `TextMessage` or `BytesMessage`."""
+        if type(message) is not TextMessage and type(message) is not BytesMessage:
+            raise TypeError(f"send() takes a TextMessage or BytesMessage, not {type(message).__name__}")
+        await self._send(message, "send()")
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message.
+
+        Raises:
+            TypeError: ``data`` is not a str (use send_bytes() for bytes).
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        if type(data) is not str:
+            if not isinstance(data, str):
+                raise TypeError(
+                    f"send_text() takes a str, not {type(data).__name__}; use send_bytes() for bytes"
+                )
+            data = str(data)
+        await self._send(TextMessage(data), "send_text()")
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Send a binary message.
+
+        Raises:
+            TypeError: ``data`` is not bytes-like (use send_text() for str).
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise TypeError(
+                    f"send_bytes() takes bytes, not {type(data).__name__}; use send_text() for str"
+                )
+            data = bytes(data)
+        await self._send(BytesMessage(data), "send_bytes()")
+
+    async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+        """Send ``data`` as JSON in a text (default) or binary message.
+
+        Raises:
+            TypeError: ``data`` cannot be expressed as JSON.
+            ValueError: ``mode`` is neither "text" nor "binary".
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        if mode == "text":
+            await self._send(TextMessage(json.dumps(data).decode()), "send_json()")
+        elif mode == "binary":
+            await self._send(BytesMessage(json.dumps(data)), "send_json()")
+        else:
+            raise ValueError(f'send_json() mode must be "text" or "binary", not {mode!r}')
+
+    async def _send(self, message: Message, call: str) -> None:
+        if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
+            raise self._bridge.disconnect_error()
+        await self._bridge.send(message)
+
+    async def ping(self, data: bytes | None = None) -> None:
+        """Send a Ping and return when the client's Pong arrives.
+
+        Args:
+            data: up to 125 bytes of payload; by default 4 random bytes.
+
+        Raises:
+            ValueError: ``data`` is over 125 bytes, or a ping with it is pending.
+            WebSocketDisconnect: the connection ended before the Pong.
+        """
+        if self._connection.check(Operation.PING, "ping()") is Verdict.DISCONNECTED:
+            raise self._bridge.disconnect_error()
+        payload = os.urandom(4) if data is None else bytes(data)
+        if len(payload) > 125:
+            raise ValueError(f"a ping payload is at most 125 bytes (RFC 6455 5.5), not {len(payload)}")
+        await self._bridge.ping(payload)
+
+    # -- closing ----------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``; idempotent.
+
+        Before accept() this refuses the handshake with HTTP 403 instead.
+        Otherwise it sends a Close frame and waits (up to ``close_timeout``)
+        for the client's, so the closing handshake is complete on return.
+
+        Raises:
+            ValueError: ``code`` may not be sent (RFC 6455 section 7.4) or
+                ``reason`` is over 123 bytes; nothing is sent then.
+        """
+        check_close(code, reason)
+        verdict = self._connection.check(Operation.CLOSE, "close()")
+        if verdict is Verdict.ALREADY_DONE:
+            await self._bridge.wait_closed()
+        elif self._connection.state is WebSocketState.CONNECTING:
+            await self._reject(Response.text(403, "Forbidden"))
+        else:
+            await self._bridge.start_close(code, reason)
+            await self._bridge.wait_closed()
+
+    # -- for the session that runs this connection -------------------------
+
+    async def _end(self, code: int, reason: str) -> None:
+        """Close (if still open) and wait for the handshake; the session's last word."""
+        if self._connection.state is WebSocketState.CONNECTING:
+            raise AssertionError("fastrapi bug: _end() before the handshake was answered")
+        await self._bridge.start_close(code, reason)
+        await self._bridge.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.request.path!r} {self.client_state.name}>"
+
+
+def _checked_headers(headers: Mapping[str, str] | HeaderList | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    for name, value in items:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"header names and values must be str, not {name!r}: {value!r}")
+        if not name or any(char in name for char in " \t\r\n:") or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"invalid header {name!r}: {value!r}")
+        if name.lower() in _HANDSHAKE_HEADERS:
+            raise ValueError(
+                f"header {name!r} is set by the handshake itself; "
+                "pass subprotocol= to accept() to choose a subprotocol"
+            )
+    return items
