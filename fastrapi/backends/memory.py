@@ -181,6 +181,12 @@ async def memory_connection(
     transport = MemoryTransport(
         make_request(target, headers, subprotocols), buffer=buffer, echo_close=echo_close
     )
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(app.handle_websocket, transport)
-        yield MemoryClient(transport)
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(app.handle_websocket, transport)
+            yield MemoryClient(transport)
+    finally:
+        # As a backend does when handle_websocket returns: the connection is gone.
+        await transport.abort()
+        transport.to_server.close()
+        transport.from_server.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -83,17 +84,22 @@ class FastrAPI:
         self,
         host: str = "127.0.0.1",
         port: int = 8000,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         settings: Settings | None = None,
     ) -> None:
         """Serve until Ctrl+C (SIGINT) or SIGTERM, then shut down cleanly.
+
+        Args:
+            backend: a name from `fastrapi.backends.BACKENDS`; by default the
+                ``FASTRAPI_BACKEND`` environment variable, else "wsproto".
+            settings: replaces the app's settings for this run.
 
         Raises:
             UnknownBackendError: ``backend`` names no registered backend.
         """
         if settings is not None:
             self._settings = settings
-        _server.serve(self, host, port, backend)
+        _server.serve(self, host, port, backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND)
 
     @asynccontextmanager
     async def run_server(

@@ -51,11 +51,14 @@ class MessageAssembler:
         Raises:
             MessageTooBig: the message so far exceeds the limit.
         """
-        size = self._size + _encoded_size(fragment, self._limit - self._size)
+        if fragment.final and not self._parts:
+            if not _fits(fragment.data, self._limit):
+                raise MessageTooBig(f"message exceeds {self._limit} bytes")
+            return fragment
+        data = fragment.data
+        size = self._size + (len(data) if isinstance(data, bytes) else len(data.encode()))
         if size > self._limit:
             raise MessageTooBig(f"message exceeds {self._limit} bytes")
-        if fragment.final and not self._parts:
-            return fragment
         self._parts.append(fragment)
         self._size = size
         if not fragment.final:
@@ -66,12 +69,13 @@ class MessageAssembler:
         return BytesMessage(b"".join(part.data for part in parts))  # type: ignore[misc]  # all parts share the first part's type
 
 
-def _encoded_size(message: Message, room: int) -> int:
-    """Bytes on the wire; for text, only computed exactly when it could matter."""
-    data = message.data
-    if isinstance(data, bytes) or data.isascii() or 4 * len(data) <= room:
-        return len(data)  # ASCII, or small enough that even 4 bytes a char fit
-    return len(data.encode())
+def _fits(data: str | bytes, limit: int) -> bool:
+    """Whether ``data`` is at most ``limit`` bytes on the wire, encoding text only if needed."""
+    if len(data) > limit:
+        return False  # a character is at least one byte
+    if isinstance(data, bytes) or data.isascii() or 4 * len(data) <= limit:
+        return True  # ASCII, or short enough that even 4 bytes a character fit
+    return len(data.encode()) <= limit
 
 
 @dataclass(slots=True)
@@ -206,6 +210,15 @@ class Bridge:
         if not self._ended.is_set():
             await self.transport.abort()
             self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+
+    def refused(self) -> None:
+        """The handshake was answered with an HTTP error: there is nothing to close."""
+        self._ended.set()
+
+    def release(self) -> None:
+        """Close both ends of the inbox: the session is over."""
+        self._inbox_writer.close()
+        self._inbox.close()
 
     def _stop_delivery(self) -> None:
         # After our Close no message reaches the handler (RFC 6455 allows

@@ -64,6 +64,7 @@ async def run_session(
             _log_access(transport, ws.handshake_status or 0, started)
         finally:
             on_close(ws)
+            ws._release()
             task_group.cancel_scope.cancel()  # the pump, once the handshake is done
             with anyio.CancelScope(shield=True):
                 await transport.abort()  # idempotent: only acts if anything is left

@@ -141,6 +141,7 @@ class WebSocket:
 
     async def _reject(self, response: Response) -> None:
         self._connection.apply(Transition.DENY)
+        self._bridge.refused()
         self.handshake_status = response.status
         with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
             await self._bridge.transport.reject(response)
@@ -332,6 +333,10 @@ class WebSocket:
             raise AssertionError("fastrapi bug: _end() before the handshake was answered")
         await self._bridge.start_close(code, reason)
         await self._bridge.wait_closed()
+
+    def _release(self) -> None:
+        """Free what the session held; called once, when it is over."""
+        self._bridge.release()
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.request.path!r} {self.client_state.name}>"

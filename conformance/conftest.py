@@ -1,0 +1,125 @@
+"""Fixtures for the conformance suite: real servers, real loopback sockets.
+
+Every test that takes the ``backend`` fixture runs once per registered
+backend, so a new backend is tested by everything here automatically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fastrapi import FastrAPI
+from fastrapi.backends import BACKENDS
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+STARTUP_TIMEOUT = 15.0  # seconds for a subprocess server to accept connections
+STOP_TIMEOUT = 15.0  # seconds for it to exit after SIGINT
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@asynccontextmanager
+async def serving(app: FastrAPI, backend: str) -> AsyncIterator[str]:
+    """Run ``app`` in this process on a free loopback port; yields ``ws://host:port``."""
+    async with app.run_server("127.0.0.1", 0, backend=backend) as server:
+        address = server.addresses[0]
+        yield f"ws://{address.host}:{address.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+@dataclass
+class ExampleServer:
+    process: subprocess.Popen[str]
+    port: int
+    output: str = ""  # stdout and stderr, once stopped
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        """Send ``signum``, wait for the exit, collect the output; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            self.output, _ = self.process.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.output, _ = self.process.communicate()
+            raise
+        return self.process.returncode
+
+
+_SERVE_ARGS = re.compile(r"app\.serve\((?:host=)?\"0\.0\.0\.0\",\s*(?:port=)?8000\)")
+
+
+def example_source(name: str, port: int) -> str:
+    """An example's source with only its host and port substituted."""
+    source = (EXAMPLES / name).read_text()
+    substituted, count = _SERVE_ARGS.subn(f'app.serve("127.0.0.1", {port})', source)
+    if count != 1:
+        raise AssertionError(f"{name} should call app.serve(...) exactly once on 0.0.0.0:8000")
+    return substituted
+
+
+@contextmanager
+def run_example(name: str, backend: str, tmp_path: Path) -> Iterator[ExampleServer]:
+    """Start ``examples/<name>`` as a subprocess on ``backend``; stop it on exit."""
+    port = free_port()
+    script = tmp_path / name
+    script.write_text(example_source(name, port))
+    env = {**os.environ, "FASTRAPI_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = ExampleServer(process, port)
+    try:
+        wait_for_port(port, process)
+        yield server
+    finally:
+        if process.poll() is None:
+            try:
+                server.stop()
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            server.output, _ = process.communicate()
