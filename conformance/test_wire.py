@@ -1,0 +1,572 @@
+"""The behaviour suite: one real server per test on loopback, once per backend.
+
+A client cannot tell the backends apart: every test here runs unchanged on
+each of them, with the independent `websockets` client or the raw frame
+client in `rawclient.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conformance.conftest import serving
+from conformance.rawclient import BINARY, CONTINUATION, PING, PONG, TEXT, RawClient
+from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect, WebSocketException
+
+pytestmark = pytest.mark.anyio
+
+GUARD = 10  # seconds: hang guard only
+MiB = 1024 * 1024
+
+
+@dataclass
+class Record:
+    """What handlers saw, for the test to check after the fact."""
+
+    states: list[int] = field(default_factory=list)
+    ends: list[tuple[str, int]] = field(default_factory=list)
+    sockets: list[WebSocket] = field(default_factory=list)
+    accepted: anyio.Event = field(default_factory=anyio.Event)
+    request: dict[str, Any] = field(default_factory=dict)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    release: anyio.Event = field(default_factory=anyio.Event)
+
+
+def make_app(record: Record, **settings_: Any) -> FastrAPI:
+    app = FastrAPI(**settings_)
+
+    @app.websocket("/echo")
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        while True:
+            await ws.send(await ws.receive())
+
+    @app.websocket("/items/{item:int}")
+    async def items(ws: WebSocket, item: int) -> None:
+        record.request.update(
+            item=item,
+            query=dict(ws.query_params),
+            header=ws.headers.get("x-token"),
+            client_host=ws.client.host if ws.client else None,
+            offered=ws.subprotocols,
+        )
+        await ws.accept(
+            subprotocol=ws.subprotocols[-1] if ws.subprotocols else None, headers={"x-item": str(item)}
+        )
+        await ws.send_json(record.request)
+        await ws.close()
+
+    @app.websocket("/refuse/{how}")
+    async def refuse(ws: WebSocket, how: str) -> None:
+        if how == "close":
+            await ws.close()
+        elif how == "exception":
+            raise WebSocketException(4003, "go away")
+        elif how == "crash":
+            raise ZeroDivisionError
+        elif how == "deny":
+            await ws.deny(401, {"www-authenticate": "Basic"}, b"who are you?")
+
+    @app.websocket("/after/{how}")
+    async def after(ws: WebSocket, how: str) -> None:
+        await ws.accept()
+        if how == "crash":
+            raise ZeroDivisionError
+        if how == "exception":
+            raise WebSocketException(4003, "policy")
+        if how == "close":
+            await ws.close(4001, "bye")
+
+    @app.websocket("/observe")
+    async def observe(ws: WebSocket) -> None:
+        record.sockets.append(ws)
+        record.states.append(ws.client_state)
+        await ws.accept()
+        record.states.append(ws.client_state)
+        try:
+            await ws.receive_text()
+        except WebSocketDisconnect as end:
+            record.ends.append(("receive", end.code))
+            record.states.append(ws.client_state)
+        try:
+            await ws.send_text("after the end")
+        except WebSocketDisconnect as end:
+            record.ends.append(("send", end.code))
+        record.done.set()
+
+    @app.websocket("/server-closes")
+    async def server_closes(ws: WebSocket) -> None:
+        await ws.accept()
+        record.states.append(ws.client_state)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.close, 4001, "bye")
+            await anyio.wait_all_tasks_blocked()  # the client holds its answer back
+            record.states.append(ws.client_state)  # Close sent, waiting for the answer
+            record.release.set()
+        record.states.append(ws.client_state)
+        record.done.set()
+
+    @app.websocket("/ping")
+    async def ping(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.ping(b"are you there?")
+        await ws.send_text("pong received")
+        await ws.receive_text()
+
+    @app.websocket("/fanout/{tasks:int}/{count:int}")
+    async def fanout(ws: WebSocket, tasks: int, count: int) -> None:
+        await ws.accept()
+
+        async def sender(name: int) -> None:
+            for index in range(count):
+                size = (name * 7919 + index * 104729) % 20000
+                await ws.send_text(json.dumps({"from": name, "n": index, "fill": chr(65 + name % 26) * size}))
+
+        async with anyio.create_task_group() as tg:
+            for name in range(tasks):
+                tg.start_soon(sender, name)
+        await ws.close()
+
+    @app.websocket("/slow")
+    async def slow(ws: WebSocket) -> None:
+        await ws.accept()
+        record.sockets.append(ws)
+        record.accepted.set()
+        await record.release.wait()
+        count = 0
+        async for _ in ws.iter_bytes():
+            count += 1
+        record.ends.append(("count", count))
+        record.done.set()
+
+    return app
+
+
+@asynccontextmanager
+async def server(backend: str, **settings_: Any) -> AsyncIterator[tuple[str, int, Record]]:
+    record = Record()
+    async with serving(make_app(record, **settings_), backend) as url:
+        yield url, int(url.rsplit(":", 1)[1]), record
+
+
+def client(url: str, **kwargs: Any) -> Any:
+    return connect(url, max_size=None, compression=None, open_timeout=GUARD, close_timeout=GUARD, **kwargs)
+
+
+async def http_get(port: int, path: str, request: bytes | None = None) -> tuple[bytes, bytes]:
+    """Send a plain HTTP request; return the status line and everything after the head."""
+    raw, head = await RawClient.open(port, request or f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    body = b""
+    while True:
+        try:
+            body += await raw.reader.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            break
+    await raw.aclose()
+    return head, body
+
+
+# -- plain HTTP ------------------------------------------------------------------
+
+
+async def test_http_to_a_websocket_route_is_426_and_elsewhere_404(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, _record):
+            head, body = await http_get(port, "/echo")
+            assert head.startswith(b"HTTP/1.1 426 ")
+            assert b"upgrade: websocket" in head.lower()
+            assert b"WebSocket" in body
+            head, _ = await http_get(port, "/nowhere")
+            assert head.startswith(b"HTTP/1.1 404 ")
+
+
+async def test_garbage_instead_of_a_request_gets_400_and_a_closed_connection(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, port, _record):
+            head, _ = await http_get(port, "", b"\x16\x03\x01 not http at all\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 ")
+            async with client(f"{url}/echo") as ws:  # the server is still fine
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+
+
+async def test_a_broken_handshake_is_refused(backend: str) -> None:
+    request = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, _record):
+            head, _ = await http_get(port, "", request)  # no key, no version
+            assert head.split(b" ")[1] in (b"400", b"426")
+            assert b" 101 " not in head
+
+
+# -- handshake -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/nowhere", 404), ("/refuse/close", 403), ("/refuse/exception", 403), ("/refuse/crash", 500)],
+)
+async def test_refusals_are_http_statuses_never_101(backend: str, path: str, status: int) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(f"{url}{path}"):
+                    pass
+    assert refused.value.response.status_code == status
+
+
+async def test_deny_sends_status_headers_and_body(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(f"{url}/refuse/deny"):
+                    pass
+    response = refused.value.response
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Basic"
+    assert response.body == b"who are you?"
+
+
+async def test_request_details_subprotocol_and_headers(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(
+                f"{url}/items/42?room=a%20b&x=1",
+                subprotocols=["v1.chat", "v2.chat"],
+                additional_headers={"X-Token": "secret"},
+            ) as ws:
+                assert ws.subprotocol == "v2.chat"
+                assert ws.response.headers["x-item"] == "42"
+                seen = json.loads(await ws.recv())
+    assert seen == {
+        "item": 42,
+        "query": {"room": "a b", "x": "1"},
+        "header": "secret",
+        "client_host": "127.0.0.1",
+        "offered": ["v1.chat", "v2.chat"],
+    }
+
+
+async def test_a_path_param_of_the_wrong_type_does_not_match(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(f"{url}/items/forty-two"):
+                    pass
+    assert refused.value.response.status_code == 404
+
+
+# -- messages --------------------------------------------------------------------
+
+PAYLOADS = [
+    "",
+    "a",
+    "é中😀\U0010fffd",
+    "x" * (64 * 1024),
+    "y" * MiB,
+    b"",
+    b"\x00",
+    bytes(range(256)) * 256,
+    b"\xff" * MiB,
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: f"{type(p).__name__}-{len(p)}")
+async def test_messages_round_trip(backend: str, payload: str | bytes) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/echo") as ws:
+                await ws.send(payload)
+                assert await ws.recv() == payload
+
+
+async def test_fragmented_messages_from_the_client_are_joined(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/echo") as ws:
+                await ws.send(["frag", "mented ", "😀", ""])
+                assert await ws.recv() == "fragmented 😀"
+                await ws.send([b"\x01", b"", b"\x02" * 70000])
+                assert await ws.recv() == b"\x01" + b"\x02" * 70000
+
+
+async def test_a_message_over_max_message_size_closes_with_1009(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, max_message_size=1000) as (url, _, _record):
+            async with client(f"{url}/echo") as ws:
+                await ws.send("z" * 1000)
+                assert await ws.recv() == "z" * 1000
+                await ws.send(["z" * 600, "z" * 600])
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+# -- protocol violations (raw frames) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([(TEXT, b"\xff\xfe", True, True, 0)], 1007),  # invalid UTF-8 (8.1)
+        ([(TEXT, "😀".encode()[:2], False, True, 0), (CONTINUATION, b"\x00", True, True, 0)], 1007),
+        ([(0x3, b"", True, True, 0)], 1002),  # reserved opcode (5.2)
+        ([(TEXT, b"hi", True, False, 0)], 1002),  # unmasked client frame (5.1)
+        ([(TEXT, b"hi", True, True, 4)], 1002),  # RSV1 without an extension (5.2)
+        ([(CONTINUATION, b"x", True, True, 0)], 1002),  # continuation with nothing to continue
+        ([(PING, b"x" * 126, True, True, 0)], 1002),  # control frame over 125 bytes (5.5)
+        ([(PING, b"", False, True, 0)], 1002),  # fragmented control frame (5.5)
+    ],
+)
+async def test_protocol_violations_close_that_connection_with_the_right_code(
+    backend: str, frames: list[tuple[int, bytes, bool, bool, int]], code: int
+) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, port, _record):
+            raw = await RawClient.upgrade(port, "/echo")
+            for opcode, payload, fin, mask, rsv in frames:
+                await raw.send_frame(opcode, payload, fin=fin, mask=mask, rsv=rsv)
+            close = await raw.receive_close()
+            assert close.close_code == code
+            assert await raw.at_eof()
+            await raw.aclose()
+            async with client(f"{url}/echo") as ws:  # only that connection was closed
+                await ws.send("fine")
+                assert await ws.recv() == "fine"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\x03\xe8", 1000),
+        (b"", 1000),  # no status code: echoed as an empty Close
+        (b"\x0f\xa2bye", 4002),
+        (b"\x03\xed", 1002),  # 1005 must never be on the wire (7.4.1)
+        (b"\x03\xe7", 1002),  # 999 is not a close code
+        (b"\x03\xe8\xff", 1007),  # reason not UTF-8
+        (b"\x03", 1002),  # one-byte payload
+    ],
+)
+async def test_client_close_frames_are_answered_or_refused(backend: str, payload: bytes, code: int) -> None:
+    from conformance.rawclient import CLOSE
+
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, _record):
+            raw = await RawClient.upgrade(port, "/echo")
+            await raw.send_frame(CLOSE, payload)
+            close = await raw.receive_close()
+            assert (close.close_code or 1000) == code
+            assert await raw.at_eof()
+            await raw.aclose()
+
+
+# -- closing ---------------------------------------------------------------------
+
+
+async def test_server_close_code_and_reason_reach_the_client(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/after/close") as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "bye")
+
+
+async def test_client_close_code_reaches_the_handler_and_tcp_ends(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, record):
+            raw = await RawClient.upgrade(port, "/observe")
+            await raw.send_close(4002, "client bye")
+            close = await raw.receive_close()
+            assert (close.close_code, close.close_reason) == (4002, "client bye")
+            assert await raw.at_eof()
+            await raw.aclose()
+            await record.done.wait()
+    assert record.ends == [("receive", 4002), ("send", 4002)]
+    assert record.states == [0, 1, 3]
+
+
+async def test_client_state_walks_0_1_2_3_when_the_server_closes(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, record):
+            raw = await RawClient.upgrade(port, "/server-closes")
+            close = await raw.receive_close()
+            assert (close.close_code, close.close_reason) == (4001, "bye")
+            await record.release.wait()
+            await raw.send_close(4001)
+            await record.done.wait()
+            assert await raw.at_eof()
+            await raw.aclose()
+    assert record.states == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("how", "code"), [("crash", 1011), ("exception", 4003)])
+async def test_handler_errors_after_accept_close_the_connection(backend: str, how: str, code: int) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/after/{how}") as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_a_vanished_peer_is_a_disconnect_for_receive_and_send(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, record):
+            raw = await RawClient.upgrade(port, "/observe")
+            await raw.reset()
+            await record.done.wait()
+    assert record.ends == [("receive", 1006), ("send", 1006)]
+
+
+async def test_shutdown_sends_1001_to_every_open_connection(backend: str) -> None:
+    record = Record()
+    with anyio.fail_after(GUARD):
+        async with AsyncExitStackClients() as clients:
+            async with serving(make_app(record), backend) as url:
+                for _ in range(3):
+                    ws = await clients.open(f"{url}/echo")
+                    await ws.send("hi")
+                    assert await ws.recv() == "hi"
+            codes = []
+            for ws in clients.sockets:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+    assert codes == [1001, 1001, 1001]
+
+
+class AsyncExitStackClients:
+    """Clients that outlive the server they connected to."""
+
+    def __init__(self) -> None:
+        self.sockets: list[ClientConnection] = []
+
+    async def open(self, url: str) -> ClientConnection:
+        ws = await client(url)
+        self.sockets.append(ws)
+        return ws
+
+    async def __aenter__(self) -> AsyncExitStackClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in self.sockets:
+            await ws.close()
+
+
+# -- control frames --------------------------------------------------------------
+
+
+async def test_a_client_ping_gets_its_pong(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, port, _record):
+            async with client(f"{url}/echo") as ws:
+                latency = await (await ws.ping(b"hello"))
+                assert latency >= 0
+            raw = await RawClient.upgrade(port, "/echo")
+            await raw.send_frame(PING, b"raw ping")
+            pong = await raw.receive_frame()
+            assert (pong.opcode, pong.payload) == (PONG, b"raw ping")
+            await raw.aclose()
+
+
+async def test_server_ping_resolves_when_the_pong_arrives(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, _record):
+            raw = await RawClient.upgrade(port, "/ping")
+            ping = await raw.receive_frame()
+            assert (ping.opcode, ping.payload) == (PING, b"are you there?")
+            await raw.send_frame(PONG, b"something else")  # unsolicited: ignored
+            await raw.send_frame(PONG, b"are you there?")
+            reply = await raw.receive_frame()
+            assert (reply.opcode, reply.payload) == (TEXT, b"pong received")
+            await raw.aclose()
+
+
+# -- concurrency and backpressure ---------------------------------------------------
+
+
+async def test_concurrent_senders_never_interleave_frames(backend: str) -> None:
+    tasks, count = 12, 25
+    seen: dict[int, list[int]] = {}
+    with anyio.fail_after(GUARD * 3):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/fanout/{tasks}/{count}") as ws:
+                async for text in ws:
+                    item = json.loads(text)
+                    size = (item["from"] * 7919 + item["n"] * 104729) % 20000
+                    assert item["fill"] == chr(65 + item["from"] % 26) * size
+                    seen.setdefault(item["from"], []).append(item["n"])
+    assert seen == {name: list(range(count)) for name in range(tasks)}
+
+
+async def test_a_slow_handler_applies_backpressure(backend: str) -> None:
+    total, size, max_queue = 400, 64 * 1024, 8  # 25 MiB: more than socket buffers hold
+    sent = 0
+    with anyio.fail_after(GUARD * 3):
+        async with server(backend, max_queue=max_queue) as (url, port, record):
+            raw = await RawClient.upgrade(port, "/slow")
+            await record.accepted.wait()
+            bridge = record.sockets[0]._bridge
+            finished = anyio.Event()
+
+            async def flood() -> None:
+                nonlocal sent
+                for _ in range(total):
+                    await raw.send_frame(BINARY, b"\x00" * size)
+                    sent += 1
+                finished.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                while bridge.queued < max_queue:  # noqa: ASYNC110  # no event marks a full queue
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.5)  # let the client push as far as it can
+                assert bridge.queued == max_queue  # bounded: never above
+                assert not finished.is_set()  # TCP pushed back on the client
+                assert sent < total
+                record.release.set()
+                await finished.wait()
+            await raw.send_close(1000)
+            await record.done.wait()
+            await raw.aclose()
+    assert record.ends == [("count", total)]
+
+
+# -- property: anything the client sends comes back intact, in order --------------
+
+message_strategy = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=300),
+    st.binary(max_size=300),
+    st.lists(st.text(st.characters(codec="utf-8"), max_size=50), min_size=1, max_size=4),
+    st.lists(st.binary(max_size=50), min_size=1, max_size=4),
+    st.integers(min_value=0, max_value=200_000).map(lambda n: b"\xab" * n),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(message_strategy, min_size=1, max_size=6))
+async def test_random_message_sequences_round_trip(backend: str, messages: list[Any]) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, _, _record):
+            async with client(f"{url}/echo") as ws:
+                for message in messages:
+                    await ws.send(message)  # a list is sent as fragments
+                for message in messages:
+                    expected = message
+                    if isinstance(message, list):
+                        expected = "".join(message) if isinstance(message[0], str) else b"".join(message)
+                    assert await ws.recv() == expected
