@@ -13,6 +13,7 @@ them, and sees what the core sent.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ class MemoryTransport:
         self.sent_close = Closed(code, reason)
         await self._push(self.sent_close)
         if self.echo_close:
-            self.to_server.send_nowait(Closed(code, reason))
+            with contextlib.suppress(anyio.ClosedResourceError):  # the client dropped already
+                self.to_server.send_nowait(Closed(code, reason))
 
     async def abort(self) -> None:
         self.aborted = True

@@ -213,6 +213,8 @@ class Bridge:
 
     def refused(self) -> None:
         """The handshake was answered with an HTTP error: there is nothing to close."""
+        self.close_code, self.close_reason = CloseCode.ABNORMAL_CLOSURE, "the handshake was refused"
+        self._inbox_writer.close()  # a receive call raises WebSocketDisconnect at once
         self._ended.set()
 
     def release(self) -> None:

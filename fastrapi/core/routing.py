@@ -41,7 +41,13 @@ def _float_to_string(value: float) -> str:
 CONVERTERS: dict[str, Converter] = {
     "str": Converter("str", r"[^/]+", str, str),
     "int": Converter("int", r"-?[0-9]+", int, lambda value: str(int(value))),
-    "float": Converter("float", r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?", float, _float_to_string),
+    "float": Converter(
+        "float",
+        r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?",
+        float,
+        _float_to_string,
+        safe="+",  # repr(1e16) is "1e+16"
+    ),
     "uuid": Converter(
         "uuid",
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
@@ -56,7 +62,8 @@ CONVERTERS: dict[str, Converter] = {
 ANNOTATION_CONVERTERS: dict[object, str] = {str: "str", int: "int", float: "float", uuid.UUID: "uuid"}
 
 _PARAMETER = re.compile(r"\{([^{}]*)\}")
-_SAFE_STATIC = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar plus "/": kept as written
+_SAFE_SEGMENT = ":@!$&'()*+,;=-._~"  # RFC 3986 pchar: kept as written
+_SAFE_STATIC = _SAFE_SEGMENT + "/"
 
 
 class RouteError(ValueError):
@@ -268,8 +275,20 @@ class Router:
         self.routes.append(route)
 
     def match(self, raw_path: str) -> tuple[Route, dict[str, Any]] | None:
+        path = normalize(raw_path)
         for route in self.routes:
-            params = route.match(raw_path)
+            params = route.match(path)
             if params is not None:
                 return route, params
         return None
+
+
+def normalize(raw_path: str) -> str:
+    """One spelling per path: ``/caf%c3%a9`` and ``/%61bc`` as ``/caf%C3%A9`` and ``/abc``.
+
+    Each segment is decoded and re-encoded the way templates are, so an
+    encoded "/" (``%2F``) stays inside its segment (RFC 3986 section 6.2.2).
+    """
+    if "%" not in raw_path:
+        return raw_path
+    return "/".join(quote(unquote(segment), safe=_SAFE_SEGMENT) for segment in raw_path.split("/"))

@@ -62,6 +62,8 @@ async def run_session(
         try:
             await _run_handler(ws, route.call(ws, params))
             _log_access(transport, ws.handshake_status or 0, started)
+        except Exception:  # a transport that broke its contract: lose this connection only
+            logger.exception("ending the connection to %s failed", request.client)
         finally:
             on_close(ws)
             ws._release()
