@@ -1,0 +1,83 @@
+"""The guide's client.html and the demo page, in a real browser, on every backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conformance.browser import CHROMIUM, chromium
+from conformance.conftest import EXAMPLES, run_example, serving
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (the CI script installs it)"),
+]
+
+
+async def test_the_guides_client_html_talks_to_main_py(backend: str, tmp_path: Path) -> None:
+    with run_example("main.py", backend, tmp_path) as server:
+        page_file = tmp_path / "client.html"
+        source = (EXAMPLES / "client.html").read_text()
+        assert source.count("ws://localhost:8000/ws") == 1
+        page_file.write_text(source.replace("ws://localhost:8000/ws", f"ws://localhost:{server.port}/ws"))
+        async with chromium(tmp_path / "profile") as browser, browser.page(page_file.as_uri()) as page:
+            log = "document.getElementById('messages').innerText"
+            await page.wait_for(f"{log}.includes('Connected to server')")
+            await page.evaluate(
+                "document.getElementById('messageInput').value = 'hello from a browser é😀'; sendMessage()"
+            )
+            reply = {"reply": "Message received", "echo": "hello from a browser é😀"}
+            text = await page.wait_for(f"{log}.includes('Server: ') && {log}")
+    assert "You: hello from a browser é😀" in text
+    assert "Server: " + json.dumps(reply, ensure_ascii=False, separators=(",", ":")) in text
+
+
+def load_demo() -> object:
+    spec = importlib.util.spec_from_file_location("fastrapi_demo_in_browser", EXAMPLES / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_demo_chat_page_in_two_tabs(backend: str, tmp_path: Path) -> None:
+    demo = load_demo()
+    async with serving(demo.app, backend) as url:  # type: ignore[attr-defined]
+        http = url.replace("ws://", "http://")
+        async with (
+            chromium(tmp_path / "profile") as browser,
+            browser.page(f"{http}/") as ada,
+            browser.page(f"{http}/") as bob,
+        ):
+            log = "document.getElementById('log').innerText"
+            for page, name in ((ada, "Ada"), (bob, "Bob")):
+                await page.evaluate(
+                    f"document.getElementById('name').value = '{name}';"
+                    "document.getElementById('join').requestSubmit()"
+                )
+                await page.wait_for(f"{log}.includes('Connected to room lobby as {name}')")
+            await ada.wait_for(f"{log}.includes('Bob joined')")
+            await ada.evaluate(
+                "document.getElementById('message').value = '<b>hi</b> Bob';"
+                "document.getElementById('send').requestSubmit()"
+            )
+            await bob.wait_for(f"{log}.includes('Ada: <b>hi</b> Bob')")
+            # Shown as text, never as markup.
+            assert await bob.evaluate("document.querySelectorAll('#log b').length") == 0
+            await bob.evaluate(
+                "document.getElementById('room').value = 'elsewhere';"
+                "document.getElementById('join').requestSubmit()"
+            )
+            await bob.wait_for(f"{log}.includes('Connected to room elsewhere as Bob')")
+            await ada.wait_for(f"{log}.includes('Bob left')")
+            await ada.evaluate(
+                "document.getElementById('message').value = 'anyone?';"
+                "document.getElementById('send').requestSubmit()"
+            )
+            await ada.wait_for(f"{log}.includes('Ada: anyone?')")
+            await anyio.sleep(0.2)
+            assert "anyone?" not in await bob.evaluate(log)
