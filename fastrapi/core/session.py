@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -72,10 +73,10 @@ async def run_session(
                 await transport.abort()  # idempotent: only acts if anything is left
 
 
-async def _run_handler(ws: WebSocket, handler: object) -> None:
+async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:
     failure: tuple[int, str] | None = None
     try:
-        await handler  # type: ignore[misc]  # an awaitable from Route.call
+        await handler
     except WebSocketDisconnect as end:
         logger.debug("%r ended by disconnect: %s", ws, end)
     except WebSocketException as error:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from anyio.abc import TaskGroup
 
@@ -31,6 +31,7 @@ _HANDSHAKE_HEADERS = frozenset(
     {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions"}
 )
 _NORMAL_ENDS = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
+T = TypeVar("T")
 
 
 class WebSocket:
@@ -194,38 +195,20 @@ class WebSocket:
         self._connection.check(Operation.RECEIVE, "receive_json()")
         return json.loads(await self._bridge.receive())
 
-    async def iter_text(self) -> AsyncIterator[str]:
+    def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer closes normally (1000 or 1001).
 
         Any other close raises `WebSocketDisconnect`.
         """
-        while True:
-            try:
-                yield await self.receive_text()
-            except WebSocketDisconnect as end:
-                if end.code in _NORMAL_ENDS:
-                    return
-                raise
+        return _until_normal_close(self.receive_text)
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    def iter_bytes(self) -> AsyncIterator[bytes]:
         """Binary messages until the peer closes normally (1000 or 1001)."""
-        while True:
-            try:
-                yield await self.receive_bytes()
-            except WebSocketDisconnect as end:
-                if end.code in _NORMAL_ENDS:
-                    return
-                raise
+        return _until_normal_close(self.receive_bytes)
 
-    async def iter_json(self) -> AsyncIterator[Any]:
+    def iter_json(self) -> AsyncIterator[Any]:
         """JSON messages until the peer closes normally (1000 or 1001)."""
-        while True:
-            try:
-                yield await self.receive_json()
-            except WebSocketDisconnect as end:
-                if end.code in _NORMAL_ENDS:
-                    return
-                raise
+        return _until_normal_close(self.receive_json)
 
     # -- sending ----------------------------------------------------------
 
@@ -340,6 +323,16 @@ class WebSocket:
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.request.path!r} {self.client_state.name}>"
+
+
+async def _until_normal_close(receive: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
+    while True:
+        try:
+            yield await receive()
+        except WebSocketDisconnect as end:
+            if end.code in _NORMAL_ENDS:
+                return
+            raise
 
 
 def _checked_headers(headers: Mapping[str, str] | HeaderList | None) -> list[tuple[str, str]]:
