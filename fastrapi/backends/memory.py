@@ -159,7 +159,14 @@ def make_request(
     client: Address | None = TEST_CLIENT,
 ) -> Request:
     """A WebSocket upgrade request for ``target``."""
-    items = [("host", "testserver"), ("upgrade", "websocket"), ("connection", "upgrade"), *headers]
+    items = [
+        ("host", "testserver"),
+        ("upgrade", "websocket"),
+        ("connection", "upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+        *headers,
+    ]
     if subprotocols:
         items.append(("sec-websocket-protocol", ", ".join(subprotocols)))
     return Request("GET", target, Headers(items), client)

@@ -20,7 +20,6 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 from wsproto.connection import ConnectionState
-from wsproto.utilities import RemoteProtocolError
 
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
 from fastrapi.core.exceptions import TransportClosed
@@ -85,7 +84,7 @@ class HTTPConnection:
         if request is None:
             return  # the client left before sending a whole request
         head, core_request = request
-        if core_request.is_upgrade and head.method == b"GET":
+        if core_request.is_upgrade:
             await self._upgrade(head, core_request)
         else:
             await self._respond(await self.app.handle_http(core_request), head.method == b"HEAD")
@@ -112,22 +111,11 @@ class HTTPConnection:
                 return None  # ConnectionClosed: nothing to answer
 
     async def _upgrade(self, head: h11.Request, request: Request) -> None:
-        protocol = WSConnection(ConnectionType.SERVER)
-        try:
-            protocol.initiate_upgrade_connection(list(head.headers), head.target)
-        except RemoteProtocolError as error:
-            hint = error.event_hint
-            status = hint.status_code if isinstance(hint, ws.RejectConnection) else 400
-            extra = hint.headers if isinstance(hint, ws.RejectConnection) else []
-            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in extra]
-            await self._respond(Response.text(status, f"Bad WebSocket handshake: {error}\n", headers))
-            return
         # Bytes the client sent after its request (early frames) belong to wsproto.
         while self.h11.next_event() not in (h11.PAUSED, h11.NEED_DATA):
             pass
         trailing = self.h11.trailing_data[0]
-        transport = WsprotoTransport(request, self, protocol, trailing)
-        await self.app.handle_websocket(transport)
+        await self.app.handle_websocket(WsprotoTransport(request, self, head, trailing))
 
     async def _respond(self, response: Response, head_only: bool = False) -> None:
         headers = [
@@ -148,19 +136,21 @@ class HTTPConnection:
 class WsprotoTransport:
     """The core's `Transport` over one wsproto connection."""
 
-    def __init__(
-        self, request: Request, http: HTTPConnection, protocol: WSConnection, trailing: bytes
-    ) -> None:
+    def __init__(self, request: Request, http: HTTPConnection, head: h11.Request, trailing: bytes) -> None:
         self.request = request
         self._http = http
         self._stream = http.stream
-        self._protocol = protocol
+        self._head = head
+        self._protocol = WSConnection(ConnectionType.SERVER)
         self._trailing = trailing
         self._pending: deque[Event] = deque()
         self._write_lock = anyio.Lock(fast_acquire=True)  # receive() writes too (Close replies)
         self._closed = False
 
     async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
+        # The core checked the request already (fastrapi.core.handshake), so
+        # wsproto's own checks pass; it only needs the request to answer it.
+        self._protocol.initiate_upgrade_connection(list(self._head.headers), self._head.target)
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         await self._write(
             self._protocol.send(ws.AcceptConnection(subprotocol=subprotocol, extra_headers=extra))

@@ -24,6 +24,7 @@ import anyio
 
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
+from fastrapi.core.handshake import check_upgrade
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
@@ -51,6 +52,11 @@ async def run_session(
     """
     request = transport.request
     started = time.monotonic()
+    problem = check_upgrade(request)
+    if problem is not None:
+        await _reject(transport, problem)
+        _log_access(transport, problem.status, started)
+        return
     found = router.match(request.raw_path)
     if found is None:
         await _reject(transport, NOT_FOUND)

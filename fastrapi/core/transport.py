@@ -1,8 +1,9 @@
 """The contract between the core and a backend: the only place they meet.
 
 The core decides, a backend moves. A backend listens on a socket, parses the
-opening HTTP request into a `Request`, and hands each WebSocket upgrade to
-`Application.handle_websocket` as a `Transport`. From then on the core owns
+opening HTTP request into a `Request`, and hands each request that asks for
+an upgrade (`Request.is_upgrade`) to `Application.handle_websocket` as a
+`Transport`; the core checks the handshake itself. From then on the core owns
 routing, the handshake decision (accept with a subprotocol and headers, or an
 HTTP status), the state machine, limits, close codes and errors; the transport
 only performs what it is told and reports what arrived. Plain HTTP requests go

@@ -1,0 +1,58 @@
+"""Checking an opening handshake (RFC 6455 section 4.2.1), the same on every backend.
+
+Each library checks the request in its own way and words its own errors; the
+core checks first, so a malformed handshake gets the same answer whichever
+backend serves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastrapi.core.request import Request
+from fastrapi.core.transport import Response
+
+VERSION = "13"
+
+
+def _tokens(request: Request, name: str) -> list[str]:
+    return [token.strip().lower() for value in request.headers.get_all(name) for token in value.split(",")]
+
+
+def check_upgrade(request: Request) -> Response | None:
+    """None if ``request`` is a valid opening handshake, else the HTTP error to answer.
+
+    A wrong ``Sec-WebSocket-Version`` gets 426 naming the one we speak (4.2.2);
+    anything else missing or malformed gets 400.
+    """
+    if request.method != "GET":
+        return _bad("the method must be GET")
+    if not request.headers.get("host"):
+        return _bad("missing Host header")
+    if "websocket" not in _tokens(request, "upgrade"):
+        return _bad("the Upgrade header must be websocket")
+    if "upgrade" not in _tokens(request, "connection"):
+        return _bad("the Connection header must include upgrade")
+    keys = request.headers.get_all("sec-websocket-key")
+    if len(keys) != 1 or not _is_key(keys[0]):
+        return _bad("Sec-WebSocket-Key must be one base64-encoded 16-byte value")
+    versions = request.headers.get_all("sec-websocket-version")
+    if versions != [VERSION]:
+        return Response.text(
+            426 if versions else 400,
+            f"Bad WebSocket handshake: Sec-WebSocket-Version must be {VERSION}\n",
+            [("sec-websocket-version", VERSION)],
+        )
+    return None
+
+
+def _is_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _bad(problem: str) -> Response:
+    return Response.text(400, f"Bad WebSocket handshake: {problem}\n")

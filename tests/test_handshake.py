@@ -1,0 +1,54 @@
+"""The opening handshake check (RFC 6455 section 4.2.1), without sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastrapi import Headers, Request
+from fastrapi.core.handshake import check_upgrade
+
+VALID = [
+    ("host", "example.com"),
+    ("upgrade", "websocket"),
+    ("connection", "keep-alive, Upgrade"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("sec-websocket-version", "13"),
+]
+
+
+def request(method: str = "GET", drop: str = "", **replace: str) -> Request:
+    items = [(name, replace.get(name.replace("-", "_"), value)) for name, value in VALID if name != drop]
+    return Request(method, "/", Headers(items))
+
+
+def test_a_valid_handshake_passes() -> None:
+    assert check_upgrade(request()) is None
+    assert check_upgrade(request(upgrade="WebSocket")) is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "status", "words"),
+    [
+        (request("POST"), 400, "GET"),
+        (request(drop="host"), 400, "Host"),
+        (request(upgrade="h2c"), 400, "Upgrade"),
+        (request(connection="close"), 400, "Connection"),
+        (request(drop="sec-websocket-key"), 400, "Sec-WebSocket-Key"),
+        (request(sec_websocket_key="not base64!"), 400, "Sec-WebSocket-Key"),
+        (request(sec_websocket_key="c2hvcnQ="), 400, "Sec-WebSocket-Key"),
+        (request(drop="sec-websocket-version"), 400, "Sec-WebSocket-Version"),
+        (request(sec_websocket_version="8"), 426, "Sec-WebSocket-Version"),
+    ],
+)
+def test_a_broken_handshake_gets_a_clear_http_error(bad: Request, status: int, words: str) -> None:
+    response = check_upgrade(bad)
+    assert response is not None and response.status == status
+    assert words in response.body.decode()
+    if status == 426:
+        assert ("sec-websocket-version", "13") in response.headers
+
+
+def test_two_keys_are_refused() -> None:
+    doubled = Request("GET", "/", Headers([*VALID, ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]))
+    response = check_upgrade(doubled)
+    assert response is not None and response.status == 400
