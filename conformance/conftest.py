@@ -34,6 +34,26 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# What the library under a backend cannot do, with the limitation named.
+# Each entry marks that test as a strict xfail on that backend only, so the
+# test ids stay the same everywhere and a fixed library shows up as XPASS.
+LIBRARY_LIMITATIONS: dict[tuple[str, str], str] = {
+    ("websockets", "test_garbage_instead_of_a_request_gets_400_and_a_closed_connection"): (
+        "websockets' ServerProtocol.parse() closes the connection without any HTTP "
+        "response when it cannot parse a request (websockets/server.py)"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        reason = LIBRARY_LIMITATIONS.get((str(backend), getattr(item, "originalname", item.name)))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
 @asynccontextmanager
 async def serving(app: FastrAPI, backend: str) -> AsyncIterator[str]:
     """Run ``app`` in this process on a free loopback port; yields ``ws://host:port``."""

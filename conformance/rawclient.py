@@ -45,8 +45,12 @@ class RawClient:
         """Connect, send ``request`` as is, return the client and the response head."""
         stream = await anyio.connect_tcp("127.0.0.1", port)
         client = cls(stream)
-        await stream.send(request)
-        head = await client.reader.receive_until(b"\r\n\r\n", 65536)
+        try:
+            await stream.send(request)
+            head = await client.reader.receive_until(b"\r\n\r\n", 65536)
+        except BaseException:
+            await stream.aclose()
+            raise
         return client, head
 
     @classmethod
@@ -97,6 +101,15 @@ class RawClient:
             raise AssertionError("a server must not mask its frames (RFC 6455 5.1)")
         payload = await self.reader.receive_exactly(length) if length else b""
         return Frame(bool(first & 0x80), first & 0x0F, payload)
+
+    async def close_handshake(self, code: int = 1000) -> Frame:
+        """Close as a well-behaved client does: send Close, read the answer, wait for
+        the server to close TCP (RFC 6455 section 7.1.1), then close ours."""
+        await self.send_close(code)
+        answer = await self.receive_close()
+        await self.at_eof()
+        await self.aclose()
+        return answer
 
     async def receive_close(self) -> Frame:
         """Skip data frames until the Close frame arrives."""

@@ -168,12 +168,13 @@ async def http_get(port: int, path: str, request: bytes | None = None) -> tuple[
     """Send a plain HTTP request; return the status line and everything after the head."""
     raw, head = await RawClient.open(port, request or f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     body = b""
-    while True:
-        try:
+    try:
+        while True:
             body += await raw.reader.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            break
-    await raw.aclose()
+    except (anyio.EndOfStream, anyio.BrokenResourceError):
+        pass
+    finally:
+        await raw.aclose()
     return head, body
 
 
@@ -431,9 +432,9 @@ async def test_client_state_walks_0_1_2_3_when_the_server_closes(backend: str) -
             assert (close.close_code, close.close_reason) == (4001, "bye")
             await record.release.wait()
             await raw.send_close(4001)
-            await record.done.wait()
             assert await raw.at_eof()
             await raw.aclose()
+            await record.done.wait()
     assert record.states == [1, 2, 3]
 
 
@@ -565,9 +566,8 @@ async def test_a_slow_handler_applies_backpressure(backend: str) -> None:
                 assert sent < total
                 record.release.set()
                 await finished.wait()
-            await raw.send_close(1000)
+            await raw.close_handshake(1000)
             await record.done.wait()
-            await raw.aclose()
     assert record.ends == [("count", total)]
 
 

@@ -28,6 +28,7 @@ from fastrapi.core.settings import Settings
 # name -> one-line description. The module fastrapi.backends.<name> holds it.
 BACKENDS: dict[str, str] = {
     "wsproto": "wsproto and h11 on anyio: pure Python, sans-I/O, the reference backend",
+    "websockets": "the websockets library's asyncio server",
 }
 DEFAULT_BACKEND = "wsproto"
 

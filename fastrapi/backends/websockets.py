@@ -1,0 +1,259 @@
+"""The websockets backend: the ``websockets`` library's asyncio server.
+
+The handshake is held open in ``process_request`` while the handler decides:
+the core's session starts there, and the request is answered only when the
+handler calls ``accept()`` (then ``select_subprotocol`` returns its choice and
+``process_response`` adds its headers to the 101) or refuses (then
+``process_request`` returns that HTTP response, and no 101 is ever sent).
+
+Settings mapping: ``max_message_size`` is ``max_size`` (the library closes
+with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
+``close_timeout`` is ``close_timeout``. Keepalive pings, compression and the
+``Server`` header are off, as on every backend; ``open_timeout`` is off
+because the handshake waits for the handler's decision. The library answers
+pings itself, so the core never sees them. It parses requests with its own
+limits (8192-byte lines, 128 headers) rather than ``max_request_size``, and
+answers anything but GET with 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http
+from collections import deque
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from websockets.asyncio.server import Server as LibraryServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers as LibraryHeaders
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as LibraryRequest
+from websockets.http11 import Response as LibraryResponse
+from websockets.typing import Subprotocol
+
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+
+
+class WebsocketsServer:
+    def __init__(self, server: LibraryServer) -> None:
+        self._server = server
+
+    @property
+    def addresses(self) -> list[Address]:
+        return [Address(*sock.getsockname()[:2]) for sock in self._server.sockets]
+
+    async def stop_accepting(self) -> None:
+        self._server.close(close_connections=False)
+
+
+class WebsocketsBackend:
+    def __init__(self, app: Application) -> None:
+        self.app = app
+        self._transports: dict[ServerConnection, WebsocketsTransport] = {}
+
+    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+        settings = self.app.settings
+        async with anyio.create_task_group() as sessions:
+            self._sessions: TaskGroup = sessions
+            server = await serve(
+                self._connection,
+                host,
+                port,
+                process_request=self._process_request,
+                process_response=self._process_response,
+                select_subprotocol=self._select_subprotocol,
+                compression=None,
+                server_header=None,
+                open_timeout=None,
+                ping_interval=None,
+                ping_timeout=None,
+                close_timeout=settings.close_timeout,
+                max_size=settings.max_message_size,
+                max_queue=settings.max_queue,
+            )
+            task_status.started(WebsocketsServer(server))
+            try:
+                await server.wait_closed()  # after stop_accepting(), once every connection ended
+            finally:
+                server.close()
+
+    async def _process_request(
+        self, connection: ServerConnection, request: LibraryRequest
+    ) -> LibraryResponse | None:
+        host, port = connection.remote_address[:2]
+        core_request = Request(
+            method="GET",  # the library refuses any other method before this point
+            target=request.path,
+            headers=Headers(request.headers.raw_items()),
+            client=Address(str(host), int(port)),
+        )
+        if not core_request.is_upgrade:
+            return _library_response(await self.app.handle_http(core_request))
+        transport = WebsocketsTransport(core_request, connection, self.app.settings.close_timeout)
+        self._transports[connection] = transport
+        self._sessions.start_soon(self._session, transport)
+        await transport.decided.wait()
+        if transport.refusal is not None:
+            self._transports.pop(connection, None)
+            return _library_response(transport.refusal)
+        return None  # accepted: the library answers with 101
+
+    async def _session(self, transport: WebsocketsTransport) -> None:
+        try:
+            await self.app.handle_websocket(transport)
+        finally:
+            transport.finished()
+            self._transports.pop(transport.connection, None)
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: object) -> Subprotocol | None:
+        transport = self._transports.get(connection)
+        return None if transport is None else Subprotocol(transport.subprotocol or "") or None
+
+    def _process_response(
+        self, connection: ServerConnection, request: LibraryRequest, response: LibraryResponse
+    ) -> None:
+        transport = self._transports.get(connection)
+        if transport is not None and response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            for name, value in transport.extra_headers:
+                response.headers[name] = value
+
+    async def _connection(self, connection: ServerConnection) -> None:
+        # Called once the 101 is sent; the session goes on in its own task.
+        transport = self._transports[connection]
+        transport.opened.set()
+        await transport.done.wait()
+
+
+class WebsocketsTransport:
+    """The core's `Transport` over one websockets connection."""
+
+    def __init__(self, request: Request, connection: ServerConnection, close_timeout: float) -> None:
+        self.request = request
+        self.connection = connection
+        self._close_timeout = close_timeout
+        self.decided = anyio.Event()
+        self.opened = anyio.Event()
+        self.done = anyio.Event()
+        self.refusal: Response | None = None
+        self.subprotocol: str | None = None
+        self.extra_headers: list[tuple[str, str]] = []
+        self._pings: set[bytes] = set()  # sent, no Pong yet
+        self._pongs: deque[bytes] = deque()  # arrived, not reported yet
+        self._pong_arrived = anyio.Event()
+
+    def finished(self) -> None:
+        self.decided.set()  # a session that ends undecided was aborted
+        self.done.set()
+
+    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
+        self.subprotocol, self.extra_headers = subprotocol, list(headers)
+        self.decided.set()
+        # Return once the 101 is on the wire, or fail if the client left first.
+        async with anyio.create_task_group() as race:
+            race.start_soon(_set_then_cancel, self.opened, race)
+            race.start_soon(_closed_then_cancel, self.connection, race)
+        if not self.opened.is_set():
+            raise TransportClosed("the client left during the handshake")
+
+    async def reject(self, response: Response) -> None:
+        self.refusal = response
+        self.decided.set()
+        # process_request hands the response to the library, which sends it
+        # and closes the connection; return once that happened.
+        with anyio.move_on_after(self._close_timeout):
+            await self.connection.wait_closed()
+
+    async def receive(self) -> Event:
+        if self._pongs:
+            return Pong(self._pongs.popleft())
+        if not self._pings:
+            return await self._receive_message()  # the common case: no extra task
+        # A ping is in flight: report its Pong even while no message comes.
+        result: list[Event] = []
+        async with anyio.create_task_group() as race:
+            race.start_soon(self._message_then_cancel, result, race)
+            race.start_soon(_set_then_cancel, self._pong_arrived, race)
+        if result:
+            return result[0]
+        self._pong_arrived = anyio.Event()
+        return Pong(self._pongs.popleft())
+
+    async def _message_then_cancel(self, result: list[Event], race: TaskGroup) -> None:
+        result.append(await self._receive_message())
+        race.cancel_scope.cancel()
+
+    async def _receive_message(self) -> Event:
+        try:
+            data = await self.connection.recv()  # cancel-safe: no message is lost
+        except ConnectionClosed as closed:
+            return _closed(closed)
+        if isinstance(data, str):
+            return TextMessage(data)
+        return BytesMessage(data)
+
+    async def send(self, event: Message | Ping | Pong) -> None:
+        try:
+            if isinstance(event, TextMessage | BytesMessage):
+                await self.connection.send(event.data)
+            elif isinstance(event, Ping):
+                waiter = asyncio.ensure_future(await self.connection.ping(event.data))
+                self._pings.add(event.data)
+                waiter.add_done_callback(functools.partial(self._acknowledged, event.data))
+            else:
+                await self.connection.pong(event.data)
+        except ConnectionClosed as closed:
+            raise TransportClosed(str(closed)) from closed
+
+    def _acknowledged(self, data: bytes, done: asyncio.Future[float]) -> None:
+        self._pings.discard(data)
+        if not done.cancelled() and done.exception() is None:
+            self._pongs.append(data)
+            self._pong_arrived.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        # The library sends the Close, waits for the peer's (up to
+        # close_timeout) and closes TCP; receive() then reports Closed.
+        await self.connection.close(code, reason)
+
+    async def abort(self) -> None:
+        transport = self.connection.transport
+        if transport is not None:
+            transport.abort()
+
+
+async def _set_then_cancel(event: anyio.Event, race: TaskGroup) -> None:
+    await event.wait()
+    race.cancel_scope.cancel()
+
+
+async def _closed_then_cancel(connection: ServerConnection, race: TaskGroup) -> None:
+    await connection.wait_closed()
+    race.cancel_scope.cancel()
+
+
+def _closed(closed: ConnectionClosed) -> Closed:
+    # The peer's Close if one came; else ours when the library failed the
+    # connection (1002, 1007, 1009...); else the connection was lost.
+    frame = closed.rcvd or closed.sent
+    if frame is None:
+        return Closed(1006)
+    return Closed(int(frame.code), frame.reason)
+
+
+def _library_response(response: Response) -> LibraryResponse:
+    try:
+        phrase = http.HTTPStatus(response.status).phrase
+    except ValueError:
+        phrase = ""
+    headers = LibraryHeaders(response.headers)
+    headers["Content-Length"] = str(len(response.body))
+    headers["Connection"] = "close"
+    return LibraryResponse(response.status, phrase, headers, response.body)
+
+
+backend_class: type[Backend] = WebsocketsBackend
