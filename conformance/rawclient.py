@@ -134,3 +134,9 @@ class RawClient:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+    async def __aenter__(self) -> RawClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()  # idempotent: a test may have closed it already

@@ -29,6 +29,7 @@ from fastrapi.core.settings import Settings
 BACKENDS: dict[str, str] = {
     "wsproto": "wsproto and h11 on anyio: pure Python, sans-I/O, the reference backend",
     "websockets": "the websockets library's asyncio server",
+    "aiohttp": "aiohttp.web with a WebSocketResponse",
 }
 DEFAULT_BACKEND = "wsproto"
 

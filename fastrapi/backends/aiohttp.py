@@ -1,0 +1,246 @@
+"""The aiohttp backend: ``aiohttp.web`` with a ``WebSocketResponse``.
+
+One catch-all route hands every request to the core. A WebSocket upgrade runs
+its session inside aiohttp's request handler: ``accept()`` prepares the
+``WebSocketResponse`` (the 101, with the one subprotocol chosen and the extra
+headers), a refusal prepares a plain response instead, and the handler
+returns whichever was prepared once the session is over.
+
+Settings mapping: ``max_message_size`` is ``max_msg_size`` (the library
+closes with 1009); ``close_timeout`` is the response's ``timeout``. Autoping,
+autoclose, heartbeat and compression are off: the core answers pings, and
+this module answers the peer's Close itself, because aiohttp's ``close()``
+drops TCP without waiting for the peer when another task is receiving.
+aiohttp has no bounded receive queue of its own; its reader pauses the
+socket when its buffer passes 64 KiB, so the core's ``max_queue`` is the bound.
+Requests are parsed with aiohttp's own limits rather than ``max_request_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import anyio
+from aiohttp import WSMsgType, web
+from anyio.abc import TaskStatus
+from multidict import CIMultiDict
+
+from fastrapi.core.codes import is_sendable
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+
+_NETWORK_ERRORS = (ConnectionError, OSError, RuntimeError)  # RuntimeError: aiohttp on a closed response
+
+
+class AiohttpServer:
+    def __init__(self, backend: AiohttpBackend, runner: web.AppRunner, site: web.TCPSite) -> None:
+        self._backend = backend
+        self._runner = runner
+        self._site = site
+
+    @property
+    def addresses(self) -> list[Address]:
+        return [Address(str(name[0]), int(name[1])) for name in self._runner.addresses]
+
+    async def stop_accepting(self) -> None:
+        await self._site.stop()
+        self._backend.stopped.set()
+
+
+class AiohttpBackend:
+    def __init__(self, app: Application) -> None:
+        self.app = app
+        self.stopped = anyio.Event()
+        self._active = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+        application = web.Application()
+        application.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(
+            application,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.app.settings.close_timeout,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            task_status.started(AiohttpServer(self, runner, site))
+            await self.stopped.wait()
+            await self._idle.wait()  # every connection has ended
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self._active += 1
+        self._idle = anyio.Event() if self._active == 1 else self._idle
+        try:
+            core_request = _core_request(request)
+            if not core_request.is_upgrade:
+                response = _aiohttp_response(await self.app.handle_http(core_request))
+                response.force_close()  # one request per connection, as on every backend
+                return response
+            transport = AiohttpTransport(
+                core_request, request, self.app.settings.max_message_size, self.app.settings.close_timeout
+            )
+            await self.app.handle_websocket(transport)
+            return transport.prepared()
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+
+class AiohttpTransport:
+    """The core's `Transport` over one aiohttp ``WebSocketResponse``."""
+
+    def __init__(
+        self, request: Request, web_request: web.Request, max_size: int, close_timeout: float
+    ) -> None:
+        self.request = request
+        self._web_request = web_request
+        self._max_size = max_size
+        self._close_timeout = close_timeout
+        self._response: web.StreamResponse | None = None
+        self._ws: web.WebSocketResponse | None = None
+        self._close_sent = False
+
+    def prepared(self) -> web.StreamResponse:
+        """What aiohttp's handler returns: the response the session prepared."""
+        if self._response is None:  # the session ended without answering
+            self._response = web.Response(status=500)
+        return self._response
+
+    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
+        ws = web.WebSocketResponse(
+            protocols=(subprotocol,) if subprotocol else (),
+            timeout=self._close_timeout,
+            autoclose=False,
+            autoping=False,
+            heartbeat=None,
+            compress=False,
+            max_msg_size=self._max_size + 1,  # aiohttp refuses a message of exactly max_msg_size
+        )
+        for name, value in headers:
+            ws.headers.add(name, value)
+        self._response = self._ws = ws
+        try:
+            await ws.prepare(self._web_request)
+        except _NETWORK_ERRORS as error:
+            raise TransportClosed(str(error)) from error
+
+    async def reject(self, response: Response) -> None:
+        self._response = _aiohttp_response(response)
+        self._response.force_close()
+        try:
+            await self._response.prepare(self._web_request)
+            await self._response.write_eof()
+        except _NETWORK_ERRORS as error:
+            raise TransportClosed(str(error)) from error
+
+    async def receive(self) -> Event:
+        ws = self._ws
+        assert ws is not None, "receive() before accept()"
+        msg = await ws.receive()
+        kind = msg.type
+        if kind is WSMsgType.TEXT:
+            return TextMessage(msg.data)
+        if kind is WSMsgType.BINARY:
+            data = msg.data
+            return BytesMessage(data if type(data) is bytes else bytes(data))
+        if kind is WSMsgType.PING:
+            return Ping(bytes(msg.data))  # aiohttp gives control payloads as bytearray
+        if kind is WSMsgType.PONG:
+            return Pong(bytes(msg.data))
+        if kind is WSMsgType.CLOSE:
+            return await self._peer_closed(int(msg.data), msg.extra or "")
+        if kind is WSMsgType.ERROR:
+            # aiohttp sent its Close (1002, 1007, 1009...) and waited for the peer's.
+            code = getattr(msg.data, "code", 1006)
+            await self.abort()
+            return Closed(int(code), str(msg.data))
+        await self.abort()  # CLOSED (end of stream) or CLOSING
+        return Closed(1006)
+
+    async def _peer_closed(self, code: int, reason: str) -> Closed:
+        # aiohttp reports an empty Close as code 0; it accepts codes that must
+        # never be on the wire (1005, 1006...), which we refuse here (RFC 6455 7.4.1).
+        if code == 0:
+            code = 1005
+        elif not is_sendable(code):
+            await self._send_close(1002, "invalid close code")
+            await self.abort()
+            return Closed(1002, "invalid close code")
+        if not self._close_sent:
+            await self._send_close(code, reason)  # echo the peer's code (5.5.1)
+        await self.abort()  # the server closes TCP first (7.1.1)
+        return Closed(code, reason)
+
+    async def send(self, event: Message | Ping | Pong) -> None:
+        ws = self._ws
+        assert ws is not None, "send() before accept()"
+        try:
+            if isinstance(event, TextMessage):
+                await ws.send_str(event.data)
+            elif isinstance(event, BytesMessage):
+                await ws.send_bytes(event.data)
+            elif isinstance(event, Ping):
+                await ws.ping(event.data)
+            else:
+                await ws.pong(event.data)
+        except _NETWORK_ERRORS as error:
+            raise TransportClosed(str(error)) from error
+
+    async def close(self, code: int, reason: str) -> None:
+        # Only the frame: receive() sees the peer's answer and closes TCP.
+        try:
+            await self._send_close(code, reason)
+        except _NETWORK_ERRORS as error:
+            raise TransportClosed(str(error)) from error
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        assert self._ws is not None
+        self._close_sent = True
+        payload = b"" if code == 1005 else struct.pack("!H", code) + reason.encode()
+        try:
+            await self._ws.send_frame(payload, WSMsgType.CLOSE)
+        except _NETWORK_ERRORS:
+            pass  # the peer is gone; receive() reports it
+
+    async def abort(self) -> None:
+        transport = self._web_request.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        if self._ws is not None and not self._ws.closed:
+            # Marks the response closed; with TCP already closing it sends nothing.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._ws.close()
+                except (*_NETWORK_ERRORS, asyncio.CancelledError):
+                    pass
+
+
+def _core_request(request: web.Request) -> Request:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return Request(
+        method=request.method,
+        target=request.raw_path,
+        headers=Headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers
+        ),
+        client=Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None,
+    )
+
+
+def _aiohttp_response(response: Response) -> web.Response:
+    return web.Response(status=response.status, body=response.body, headers=CIMultiDict(response.headers))
+
+
+backend_class: type[Backend] = AiohttpBackend
