@@ -107,6 +107,7 @@ def make_app(record: Record, **settings_: Any) -> FastrAPI:
 
     @app.websocket("/server-closes")
     async def server_closes(ws: WebSocket) -> None:
+        record.states.append(ws.client_state)
         await ws.accept()
         record.states.append(ws.client_state)
         async with anyio.create_task_group() as tg:
@@ -189,6 +190,18 @@ async def test_http_to_a_websocket_route_is_426_and_elsewhere_404(backend: str) 
             assert b"upgrade: websocket" in head.lower()
             assert b"WebSocket" in body
             head, _ = await http_get(port, "/nowhere")
+            assert head.startswith(b"HTTP/1.1 404 ")
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+async def test_other_methods_get_http_answers_too(backend: str, method: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_, port, _record):
+            request = f"{method} /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+            head, body = await http_get(port, "", request)
+            assert head.startswith(b"HTTP/1.1 426 ")
+            assert (body == b"") == (method == "HEAD")
+            head, _ = await http_get(port, "", request.replace(b"/echo", b"/nowhere"))
             assert head.startswith(b"HTTP/1.1 404 ")
 
 
@@ -445,7 +458,7 @@ async def test_client_state_walks_0_1_2_3_when_the_server_closes(backend: str) -
                 assert await raw.at_eof()
                 await raw.aclose()
                 await record.done.wait()
-    assert record.states == [1, 2, 3]
+    assert record.states == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize(("how", "code"), [("crash", 1011), ("exception", 4003)])

@@ -12,8 +12,9 @@ with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
 ``Server`` header are off, as on every backend; ``open_timeout`` is off
 because the handshake waits for the handler's decision. The library answers
 pings itself, so the core never sees them. It parses requests with its own
-limits (8192-byte lines, 128 headers) rather than ``max_request_size``, and
-answers anything but GET with 400.
+limits (8192-byte lines, 128 headers) rather than ``max_request_size``; a
+request it cannot parse (garbage, or a body other than ``Content-Length: 0``)
+gets the connection closed without a response.
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ class WebsocketsBackend:
     ) -> LibraryResponse | None:
         host, port = connection.remote_address[:2]
         core_request = Request(
-            method="GET",  # the library refuses any other method before this point
+            method=request.method,
             target=request.path,
             headers=Headers(request.headers.raw_items()),
             client=Address(str(host), int(port)),
         )
         if not core_request.is_upgrade:
-            return _library_response(await self.app.handle_http(core_request))
+            response = await self.app.handle_http(core_request)
+            return _library_response(response, head_only=request.method == "HEAD")
         transport = WebsocketsTransport(core_request, connection, self.app.settings.close_timeout)
         self._transports[connection] = transport
         self._sessions.start_soon(self._session, transport)
@@ -112,7 +114,9 @@ class WebsocketsBackend:
 
     def _select_subprotocol(self, connection: ServerConnection, offered: object) -> Subprotocol | None:
         transport = self._transports.get(connection)
-        return None if transport is None else Subprotocol(transport.subprotocol or "") or None
+        if transport is None or transport.subprotocol is None:
+            return None
+        return Subprotocol(transport.subprotocol)
 
     def _process_response(
         self, connection: ServerConnection, request: LibraryRequest, response: LibraryResponse
@@ -245,7 +249,7 @@ def _closed(closed: ConnectionClosed) -> Closed:
     return Closed(int(frame.code), frame.reason)
 
 
-def _library_response(response: Response) -> LibraryResponse:
+def _library_response(response: Response, head_only: bool = False) -> LibraryResponse:
     try:
         phrase = http.HTTPStatus(response.status).phrase
     except ValueError:
@@ -253,7 +257,7 @@ def _library_response(response: Response) -> LibraryResponse:
     headers = LibraryHeaders(response.headers)
     headers["Content-Length"] = str(len(response.body))
     headers["Connection"] = "close"
-    return LibraryResponse(response.status, phrase, headers, response.body)
+    return LibraryResponse(response.status, phrase, headers, b"" if head_only else response.body)
 
 
 backend_class: type[Backend] = WebsocketsBackend
