@@ -109,10 +109,6 @@ class Bridge:
         """Messages received and waiting for the handler; never above ``max_queue``."""
         return self._inbox.statistics().current_buffer_used
 
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
-
     def disconnect_error(self) -> WebSocketDisconnect:
         return WebSocketDisconnect(
             CloseCode.ABNORMAL_CLOSURE if self.close_code is None else self.close_code,
