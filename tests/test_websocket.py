@@ -743,3 +743,26 @@ async def test_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="close_timeout"):
         Settings(close_timeout=-1)
     assert FastrAPI(max_message_size=5).settings.max_message_size == 5
+
+
+async def test_a_receive_timeout_leaves_the_connection_usable() -> None:
+    outcome: list[Any] = []
+    timed_out = anyio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        for receive in (ws.receive, ws.receive_text, ws.receive_bytes, ws.receive_json):
+            with pytest.raises(TimeoutError):
+                await receive(timeout=0.01)
+        timed_out.set()
+        outcome.append(await ws.receive_text(timeout=GUARD))
+        outcome.append(ws.client_state)
+        await ws.close()
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws") as client:
+            await handshake(client)
+            await timed_out.wait()
+            await client.send(TextMessage("still here"))
+            assert await client.receive() == Closed(1000, "")
+    assert outcome == ["still here", WebSocketState.CONNECTED]

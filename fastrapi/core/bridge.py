@@ -115,12 +115,14 @@ class Bridge:
             self.close_reason,
         )
 
-    async def receive(self) -> Message:
+    async def receive(self, timeout: float | None = None) -> Message:
         """The next message; messages that came before the end are delivered first.
 
         Raises:
             WebSocketDisconnect: the connection ended and every message was read.
             ConcurrentReceiveError: another task is already receiving.
+            TimeoutError: nothing came within ``timeout`` seconds; nothing is lost,
+                since a memory stream's receive gives up its place when cancelled.
         """
         try:
             # Fast path: a queued message needs no trip through the event loop.
@@ -133,7 +135,11 @@ class Bridge:
                 ) from None
             self._receiving = True
             try:
-                message = await self._inbox.receive()
+                if timeout is None:
+                    message = await self._inbox.receive()
+                else:
+                    with anyio.fail_after(timeout):
+                        message = await self._inbox.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 message = None
             finally:

@@ -149,51 +149,59 @@ class WebSocket:
 
     # -- receiving --------------------------------------------------------
 
-    async def receive(self) -> Message:
+    async def receive(self, timeout: float | None = None) -> Message:
         """The next message: a `TextMessage` or a `BytesMessage`.
+
+        Args:
+            timeout: seconds to wait; then `TimeoutError`, and the connection
+                stays usable (no message is lost).
 
         Raises:
             WebSocketDisconnect: the connection ended.
+            TimeoutError: no message within ``timeout``.
             WebSocketStateError: called before accept(), or while another task receives.
         """
         self._connection.check(Operation.RECEIVE, "receive()")
-        return await self._bridge.receive()
+        return await self._bridge.receive(timeout)
 
-    async def receive_text(self) -> str:
+    async def receive_text(self, timeout: float | None = None) -> str:
         """The next message, which must be text.
 
         Raises:
             MessageTypeError: a binary message came; the error keeps it.
             WebSocketDisconnect: the connection ended.
+            TimeoutError: no message within ``timeout`` seconds.
         """
         self._connection.check(Operation.RECEIVE, "receive_text()")
-        message = await self._bridge.receive()
+        message = await self._bridge.receive(timeout)
         if type(message) is not TextMessage:
             raise MessageTypeError("text", message)
         return message.data
 
-    async def receive_bytes(self) -> bytes:
+    async def receive_bytes(self, timeout: float | None = None) -> bytes:
         """The next message, which must be binary.
 
         Raises:
             MessageTypeError: a text message came; the error keeps it.
             WebSocketDisconnect: the connection ended.
+            TimeoutError: no message within ``timeout`` seconds.
         """
         self._connection.check(Operation.RECEIVE, "receive_bytes()")
-        message = await self._bridge.receive()
+        message = await self._bridge.receive(timeout)
         if type(message) is not BytesMessage:
             raise MessageTypeError("binary", message)
         return message.data
 
-    async def receive_json(self) -> Any:
+    async def receive_json(self, timeout: float | None = None) -> Any:
         """The next message (text or binary) parsed as JSON.
 
         Raises:
             InvalidJSON: the message is not JSON; the error keeps it.
             WebSocketDisconnect: the connection ended.
+            TimeoutError: no message within ``timeout`` seconds.
         """
         self._connection.check(Operation.RECEIVE, "receive_json()")
-        return json.loads(await self._bridge.receive())
+        return json.loads(await self._bridge.receive(timeout))
 
     def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer closes normally (1000 or 1001).
