@@ -277,6 +277,19 @@ async def test_deny_sends_status_headers_and_body(backend: str) -> None:
     assert response.body == b"who are you?"
 
 
+async def test_allowed_origins_refuse_other_sites_with_403(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, allowed_origins=["https://chat.example"]) as (url, _, _record):
+            async with client(f"{url}/echo", origin="https://chat.example") as ws:
+                await ws.send("same site")
+                assert await ws.recv() == "same site"
+            for origin in ("https://evil.example", None):
+                with pytest.raises(InvalidStatus) as refused:
+                    async with client(f"{url}/echo", origin=origin):
+                        pass
+                assert refused.value.response.status_code == 403
+
+
 async def test_request_details_subprotocol_and_headers(backend: str) -> None:
     with anyio.fail_after(GUARD):
         async with server(backend) as (url, _, _record):

@@ -52,3 +52,55 @@ def test_two_keys_are_refused() -> None:
     doubled = Request("GET", "/", Headers([*VALID, ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]))
     response = check_upgrade(doubled)
     assert response is not None and response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://example.com", True),
+        ("HTTPS://EXAMPLE.COM", True),
+        ("https://chat.example.com", True),
+        ("https://a.b.example.com", True),
+        ("http://localhost:8000", True),
+        ("https://example.com.evil.com", False),
+        ("https://evil.com", False),
+        ("https://evilexample.com", False),
+        ("http://example.com", False),
+        ("http://localhost:8001", False),
+        (None, False),
+    ],
+)
+def test_origins_are_checked_exactly_or_by_subdomain(origin: str | None, allowed: bool) -> None:
+    from fastrapi.core.handshake import check_origin
+
+    headers = [*VALID, ("origin", origin)] if origin is not None else VALID
+    answer = check_origin(
+        Request("GET", "/", Headers(headers)),
+        ("https://example.com", "https://*.example.com", "http://localhost:8000"),
+    )
+    if allowed:
+        assert answer is None
+    else:
+        assert answer is not None and answer.status == 403
+        assert ("no Origin" if origin is None else "not allowed") in answer.body.decode()
+
+
+def test_no_origin_list_means_no_check() -> None:
+    from fastrapi.core.handshake import check_origin
+
+    assert check_origin(request(), None) is None
+
+
+def test_an_empty_origin_list_refuses_everyone() -> None:
+    from fastrapi.core.handshake import check_origin
+
+    answer = check_origin(Request("GET", "/", Headers([*VALID, ("origin", "https://x")])), ())
+    assert answer is not None and answer.status == 403
+
+
+def test_allowed_origins_must_be_a_sequence() -> None:
+    from fastrapi import Settings
+
+    with pytest.raises(TypeError, match="sequence"):
+        Settings(allowed_origins="https://example.com")  # type: ignore[arg-type]
+    assert Settings(allowed_origins=["https://a"]).allowed_origins == ("https://a",)  # type: ignore[arg-type]

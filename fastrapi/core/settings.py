@@ -28,6 +28,12 @@ class Settings:
             handshake before the TCP connection is dropped.
         shutdown_timeout: seconds open connections get, after the server
             sent them 1001 on shutdown, before their handlers are cancelled.
+        allowed_origins: if set, the handshake's ``Origin`` must match one of
+            these (exact, like ``"https://example.com"``, or with ``*`` for
+            any subdomain, like ``"https://*.example.com"``); a missing or
+            other Origin gets HTTP 403 before the handler runs. This is the
+            defence against cross-site WebSocket hijacking: browsers send
+            cookies with a WebSocket handshake from any site.
     """
 
     max_message_size: int = 1 * MiB
@@ -35,8 +41,13 @@ class Settings:
     max_request_size: int = 16 * 1024
     close_timeout: float = 10.0
     shutdown_timeout: float = 10.0
+    allowed_origins: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.allowed_origins is not None:
+            if isinstance(self.allowed_origins, str):
+                raise TypeError('allowed_origins takes a sequence of origins, e.g. ("https://example.com",)')
+            object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
         for name in ("max_message_size", "max_queue", "max_request_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
