@@ -545,6 +545,23 @@ async def test_a_client_ping_gets_its_pong(backend: str) -> None:
                 await raw.aclose()
 
 
+async def test_keepalive_closes_a_silent_peer_with_1011(backend: str) -> None:
+    settings_ = {"ping_interval": 0.1, "ping_timeout": 0.2, "close_timeout": 0.5}
+    with anyio.fail_after(GUARD):
+        async with server(backend, **settings_) as (url, port, record):
+            async with client(f"{url}/echo") as alive:  # answers pings: stays open
+                async with await RawClient.upgrade(port, "/observe") as silent:
+                    ping = await silent.receive_frame()
+                    assert ping.opcode == PING  # never answered
+                    close = await silent.receive_close()
+                    assert (close.close_code, close.close_reason) == (1011, "keepalive ping timeout")
+                    assert await silent.at_eof()
+                await record.done.wait()
+                await alive.send("still alive")
+                assert await alive.recv() == "still alive"
+    assert record.ends[0] == ("receive", 1011)
+
+
 async def test_server_ping_resolves_when_the_pong_arrives(backend: str) -> None:
     with anyio.fail_after(GUARD):
         async with server(backend) as (_, port, _record):

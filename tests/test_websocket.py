@@ -766,3 +766,73 @@ async def test_a_receive_timeout_leaves_the_connection_usable() -> None:
             await client.send(TextMessage("still here"))
             assert await client.receive() == Closed(1000, "")
     assert outcome == ["still here", WebSocketState.CONNECTED]
+
+
+KEEPALIVE = {"ping_interval": 0.02, "ping_timeout": 0.05}
+
+
+async def test_keepalive_closes_a_peer_that_stops_answering_with_1011() -> None:
+    ends: list[WebSocketDisconnect] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await ws.receive_text()
+        except WebSocketDisconnect as end:
+            ends.append(end)
+
+    app = app_with(handler, close_timeout=0.05, **KEEPALIVE)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws", echo_close=False) as client:
+            await handshake(client)
+            assert isinstance(await client.receive(), Ping)  # and never answered
+            assert await client.receive() == Closed(1011, "keepalive ping timeout")
+    assert [(end.code, end.reason) for end in ends] == [(1011, "keepalive ping timeout")]
+
+
+async def test_keepalive_leaves_a_peer_that_answers_alone() -> None:
+    got: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        got.append(await ws.receive_text())
+        await ws.close()
+
+    app = app_with(handler, **KEEPALIVE)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws") as client:
+            await handshake(client)
+            for _ in range(5):  # five rounds: well past interval + timeout
+                ping = await client.receive()
+                assert isinstance(ping, Ping)
+                await client.send(Pong(ping.data))
+            await client.send(TextMessage("alive"))
+            while isinstance(event := await client.receive(), Ping):
+                await client.send(Pong(event.data))
+            assert event == Closed(1000, "")
+    assert got == ["alive"]
+
+
+async def test_keepalive_spares_a_peer_whose_messages_wait_for_a_slow_handler() -> None:
+    release = anyio.Event()
+    count: list[int] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await release.wait()
+        count.append(len([text async for text in ws.iter_text()]))
+
+    app = app_with(handler, max_queue=2, **KEEPALIVE)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws", buffer=64) as client:
+            await handshake(client)
+            for index in range(10):  # fills the queue; the pump stops reading
+                await client.send(TextMessage(str(index)))
+            await anyio.sleep(0.3)  # many keepalive periods pass unanswered
+            assert client.transport.sent_close is None
+            release.set()
+            await client.close()
+            while isinstance(event := await client.receive(), Ping):
+                await client.send(Pong(event.data))
+            assert event == Closed(1000, "")
+    assert count == [10]

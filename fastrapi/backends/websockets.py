@@ -146,9 +146,8 @@ class WebsocketsTransport:
         self.refusal: Response | None = None
         self.subprotocol: str | None = None
         self.extra_headers: list[tuple[str, str]] = []
-        self._pings: set[bytes] = set()  # sent, no Pong yet
         self._pongs: deque[bytes] = deque()  # arrived, not reported yet
-        self._pong_arrived = anyio.Event()
+        self._waiting: anyio.CancelScope | None = None  # receive() waiting for a message
 
     def finished(self) -> None:
         self.decided.set()  # a session that ends undecided was aborted
@@ -175,30 +174,18 @@ class WebsocketsTransport:
     async def receive(self) -> Event:
         if self._pongs:
             return Pong(self._pongs.popleft())
-        if not self._pings:
-            return await self._receive_message()  # the common case: no extra task
-        # A ping is in flight: report its Pong even while no message comes.
-        result: list[Event] = []
-        async with anyio.create_task_group() as race:
-            race.start_soon(self._message_then_cancel, result, race)
-            race.start_soon(_set_then_cancel, self._pong_arrived, race)
-        if result:
-            return result[0]
-        self._pong_arrived = anyio.Event()
+        # The library matches pongs to pings itself and never returns them
+        # from recv(); a pong that arrives while we wait for a message cancels
+        # the wait (recv() is cancel-safe: no message is lost) to report it.
+        with anyio.CancelScope() as self._waiting:
+            try:
+                data = await self.connection.recv()
+            except ConnectionClosed as closed:
+                return _closed(closed)
+            finally:
+                self._waiting = None
+            return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
         return Pong(self._pongs.popleft())
-
-    async def _message_then_cancel(self, result: list[Event], race: TaskGroup) -> None:
-        result.append(await self._receive_message())
-        race.cancel_scope.cancel()
-
-    async def _receive_message(self) -> Event:
-        try:
-            data = await self.connection.recv()  # cancel-safe: no message is lost
-        except ConnectionClosed as closed:
-            return _closed(closed)
-        if isinstance(data, str):
-            return TextMessage(data)
-        return BytesMessage(data)
 
     async def send(self, event: Message | Ping | Pong) -> None:
         try:
@@ -206,7 +193,6 @@ class WebsocketsTransport:
                 await self.connection.send(event.data)
             elif isinstance(event, Ping):
                 waiter = asyncio.ensure_future(await self.connection.ping(event.data))
-                self._pings.add(event.data)
                 waiter.add_done_callback(functools.partial(self._acknowledged, event.data))
             else:
                 await self.connection.pong(event.data)
@@ -214,10 +200,10 @@ class WebsocketsTransport:
             raise TransportClosed(str(closed)) from closed
 
     def _acknowledged(self, data: bytes, done: asyncio.Future[float]) -> None:
-        self._pings.discard(data)
         if not done.cancelled() and done.exception() is None:
             self._pongs.append(data)
-            self._pong_arrived.set()
+            if self._waiting is not None:
+                self._waiting.cancel()
 
     async def close(self, code: int, reason: str) -> None:
         # The library sends the Close, waits for the peer's (up to

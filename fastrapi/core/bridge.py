@@ -14,6 +14,7 @@ through one lock, so frames of two messages never interleave.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import anyio
@@ -183,27 +184,66 @@ class Bridge:
                 "a ping with this payload is still waiting for its pong; "
                 "use another payload, or call ping() without one"
             )
-        waiter = self._pongs[data] = _PongWaiter()
-        try:
-            async with self._send_lock:
-                await self._send_frame(Ping(data))
-            await waiter.arrived.wait()
-        finally:
-            self._pongs.pop(data, None)
-        if not waiter.acknowledged:
-            raise self.disconnect_error()
+        await self._ping_within(data, None)
 
     async def start_close(self, code: int, reason: str) -> None:
-        """Send our Close frame (RFC 6455 section 7.1.2) unless one was sent or the peer's came."""
+        """Send our Close frame (RFC 6455 section 7.1.2) unless one was sent or the peer's came.
+
+        Receivers see the end at once; the frame itself waits for a send in
+        progress, at most ``close_timeout``, after which TCP is dropped.
+        """
         if not self._state.try_apply(Transition.LOCAL_CLOSE):
             return
         self.close_code, self.close_reason = code, reason
         self._stop_delivery()
+        with anyio.move_on_after(self._settings.close_timeout) as waited:
+            try:
+                async with self._send_lock:
+                    await self.transport.close(code, reason)
+            except TransportClosed:
+                self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+        if waited.cancelled_caught:  # a send stuck on a peer that reads nothing
+            await self.transport.abort()
+            self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+
+    async def keepalive(self) -> None:
+        """Ping every ``ping_interval``; close with 1011 when a pong is ``ping_timeout`` late.
+
+        Runs as its own task beside the pump. While the handler is behind (its
+        queue full) the peer is plainly alive, and its pongs wait unread
+        behind its messages, so a late pong is not held against it then.
+        """
+        interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
+        if interval is None:
+            return
+        while True:
+            await anyio.sleep(interval)
+            if self._state.state is not WebSocketState.CONNECTED:
+                return
+            if self.queued >= self._settings.max_queue:
+                continue
+            try:
+                await self._ping_within(os.urandom(4), timeout)
+            except WebSocketDisconnect:
+                return
+            except TimeoutError:
+                await self.start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return
+
+    async def _ping_within(self, data: bytes, timeout: float | None) -> None:
+        waiter = self._pongs[data] = _PongWaiter()
         try:
             async with self._send_lock:
-                await self.transport.close(code, reason)
-        except TransportClosed:
-            self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+                await self._send_frame(Ping(data))
+            while not waiter.arrived.is_set():
+                with anyio.move_on_after(timeout):
+                    await waiter.arrived.wait()
+                if not waiter.arrived.is_set() and self.queued < self._settings.max_queue:
+                    raise TimeoutError
+        finally:
+            self._pongs.pop(data, None)
+        if not waiter.acknowledged:
+            raise self.disconnect_error()
 
     async def wait_closed(self) -> None:
         """Wait up to ``close_timeout`` for the closing handshake, then drop TCP."""

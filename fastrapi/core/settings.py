@@ -24,6 +24,11 @@ class Settings:
             the client instead of memory growing.
         max_request_size: largest opening HTTP request (request line and
             headers), in bytes; a bigger one gets HTTP 431.
+        ping_interval: seconds between the server's keepalive pings; None
+            turns keepalive off.
+        ping_timeout: seconds a keepalive ping waits for its pong before the
+            connection is closed with 1011; a dead peer is noticed within
+            ``ping_interval + ping_timeout``.
         close_timeout: seconds to wait for the peer's half of the closing
             handshake before the TCP connection is dropped.
         shutdown_timeout: seconds open connections get, after the server
@@ -39,6 +44,8 @@ class Settings:
     max_message_size: int = 1 * MiB
     max_queue: int = 16
     max_request_size: int = 16 * 1024
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
     close_timeout: float = 10.0
     shutdown_timeout: float = 10.0
     allowed_origins: tuple[str, ...] | None = None
@@ -56,3 +63,7 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | float) or value <= 0):
+                raise ValueError(f"{name} must be a number of seconds > 0 or None, not {value!r}")

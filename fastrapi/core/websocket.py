@@ -123,6 +123,7 @@ class WebSocket:
         self._connection.apply(Transition.ACCEPT)
         # Started even when the client left: the pump then records the end at once.
         self._task_group.start_soon(self._bridge.pump)
+        self._task_group.start_soon(self._bridge.keepalive)
         if lost:
             raise WebSocketDisconnect(CloseCode.ABNORMAL_CLOSURE, "the client left during the handshake")
 
