@@ -836,3 +836,50 @@ async def test_keepalive_spares_a_peer_whose_messages_wait_for_a_slow_handler() 
                 await client.send(Pong(event.data))
             assert event == Closed(1000, "")
     assert count == [10]
+
+
+async def test_a_protocol_error_fails_the_connection_after_earlier_messages_are_answered() -> None:
+    from fastrapi.core.events import ProtocolError
+
+    ends: list[int] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_text("echo: " + await ws.receive_text())
+        except WebSocketDisconnect as end:
+            ends.append(end.code)
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws", echo_close=False) as client:
+            await handshake(client)
+            await client.send(TextMessage("one"))
+            await client.send(TextMessage("two"))
+            await client.send(ProtocolError(1002, "reserved bits set"))
+            assert await client.receive() == TextMessage("echo: one")
+            assert await client.receive() == TextMessage("echo: two")
+            assert await client.receive() == Closed(1002, "reserved bits set")
+            assert await client.receive() == Closed(1006)  # TCP dropped, no wait for an answer
+    assert ends == [1002]
+
+
+async def test_a_protocol_error_waits_at_most_close_timeout_for_a_handler_that_reads_nothing() -> None:
+    from fastrapi.core.events import ProtocolError
+
+    done = anyio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await done.wait()  # reads nothing
+
+    app = app_with(handler, close_timeout=0.05)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws", echo_close=False) as client:
+            await handshake(client)
+            await client.send(TextMessage("unread"))
+            await client.send(ProtocolError(1007, "invalid UTF-8"))
+            assert await client.receive() == Closed(1007, "invalid UTF-8")
+            assert await client.receive() == Closed(1006)  # dropped
+            assert client.transport.aborted
+            done.set()

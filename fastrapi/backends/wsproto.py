@@ -21,7 +21,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 from wsproto.connection import ConnectionState
 
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
@@ -145,7 +145,9 @@ class WsprotoTransport:
         self._trailing = trailing
         self._pending: deque[Event] = deque()
         self._write_lock = anyio.Lock(fast_acquire=True)  # receive() writes too (Close replies)
+        self._close_event: ws.CloseConnection | None = None
         self._closed = False
+        self._failed = False  # a protocol error was reported; nothing more is read
 
     async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
         # The core checked the request already (fastrapi.core.handshake), so
@@ -164,7 +166,7 @@ class WsprotoTransport:
 
     async def receive(self) -> Event:
         while not self._pending:
-            if self._closed:
+            if self._closed or self._failed:
                 return Closed(1006)
             try:
                 data: bytes | None = await self._stream.receive(READ_SIZE)
@@ -191,22 +193,25 @@ class WsprotoTransport:
                 pending.append(Ping(bytes(event.payload)))  # type: ignore[attr-defined]
             elif kind is ws.Pong:
                 pending.append(Pong(bytes(event.payload)))  # type: ignore[attr-defined]
-            elif kind is ws.CloseConnection:
-                self._close_event = event
-                pending.append(Closed(int(event.code), event.reason or ""))  # type: ignore[attr-defined]
-                break  # nothing after a Close counts (RFC 6455 section 5.5.1)
+            elif isinstance(event, ws.CloseConnection):
+                if protocol.state is ConnectionState.OPEN:
+                    # wsproto found a protocol error (1002, 1007...) and sent
+                    # nothing: the core fails the connection once the handler
+                    # has read what came before it.
+                    pending.append(ProtocolError(int(event.code), event.reason or ""))
+                    self._failed = True
+                else:
+                    self._close_event = event
+                    pending.append(Closed(int(event.code), event.reason or ""))
+                break  # nothing after a Close or an error counts (RFC 6455 5.5.1, 7.1.7)
 
     async def _flush_close(self) -> None:
-        event = getattr(self, "_close_event", None)
+        event = self._close_event
         if event is None or self._closed:
             return
-        state = self._protocol.state
-        if state is ConnectionState.REMOTE_CLOSING:
+        if self._protocol.state is ConnectionState.REMOTE_CLOSING:
             # The peer closed: echo its code, then close TCP (section 5.5.1, 7.1.1).
             await self._write_quietly(self._protocol.send(event.response()))
-        elif state is ConnectionState.OPEN:
-            # wsproto found a protocol error (1002, 1007...): fail the connection (7.1.7).
-            await self._write_quietly(self._protocol.send(ws.CloseConnection(event.code, event.reason)))
         await self.abort()
 
     async def send(self, event: Message | Ping | Pong) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from fastrapi.core.codes import CloseCode
-from fastrapi.core.events import BytesMessage, Closed, Message, Ping, Pong, TextMessage
+from fastrapi.core.events import BytesMessage, Closed, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, WebSocketDisconnect
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import ConnectionState, Transition, WebSocketState
@@ -100,6 +100,10 @@ class Bridge:
         self._receiving = False
         self._pongs: dict[bytes, _PongWaiter] = {}
         self._ended = anyio.Event()
+        self._failure: ProtocolError | None = None  # reported, not acted on yet
+        self._caught_up = anyio.Event()  # the handler has read every queued message
+        self._delivered = 0  # messages handed to the inbox
+        self._taken = 0  # messages the handler's receive calls returned
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -135,6 +139,8 @@ class Bridge:
                     "receive from one task and hand messages to others (e.g. with a queue)"
                 ) from None
             self._receiving = True
+            if self._failure is not None and self._taken == self._delivered:
+                self._caught_up.set()
             try:
                 if timeout is None:
                     message = await self._inbox.receive()
@@ -149,6 +155,7 @@ class Bridge:
             message = None
         if message is None:
             raise self.disconnect_error()
+        self._taken += 1
         return message
 
     async def send(self, message: Message) -> None:
@@ -192,6 +199,9 @@ class Bridge:
         Receivers see the end at once; the frame itself waits for a send in
         progress, at most ``close_timeout``, after which TCP is dropped.
         """
+        if self._failure is not None:
+            await self._fail(self._failure)
+            return
         if not self._state.try_apply(Transition.LOCAL_CLOSE):
             return
         self.close_code, self.close_reason = code, reason
@@ -205,6 +215,34 @@ class Bridge:
         if waited.cancelled_caught:  # a send stuck on a peer that reads nothing
             await self.transport.abort()
             self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
+
+    async def _fail(self, failure: ProtocolError) -> None:
+        # Fail the WebSocket connection (RFC 6455 section 7.1.7): send the
+        # Close, then drop TCP without waiting for the peer's answer.
+        if not self._state.try_apply(Transition.LOCAL_CLOSE):
+            return
+        self.close_code, self.close_reason = failure.code, failure.reason
+        self._stop_delivery()
+        with anyio.move_on_after(self._settings.close_timeout):
+            try:
+                async with self._send_lock:
+                    await self.transport.close(failure.code, failure.reason)
+            except TransportClosed:
+                pass
+        await self.transport.abort()
+        self._end(Closed(failure.code, failure.reason))
+
+    async def _fail_when_caught_up(self, failure: ProtocolError) -> None:
+        # The messages before the error are the peer's last words: let the
+        # handler read (and answer) them before the connection fails, but
+        # wait no longer than close_timeout for a handler that reads nothing.
+        self._failure = failure
+        # A receiver already waiting with nothing undelivered is caught up; one
+        # that was just handed a message has not answered it yet.
+        if not (self._receiving and self._taken == self._delivered):
+            with anyio.move_on_after(self._settings.close_timeout):
+                await self._caught_up.wait()
+        await self._fail(failure)
 
     async def keepalive(self) -> None:
         """Ping every ``ping_interval``; close with 1011 when a pong is ``ping_timeout`` late.
@@ -310,11 +348,15 @@ class Bridge:
                             pass  # the pump sees the end as its next event
             elif isinstance(event, Pong):
                 self._acknowledge(event.data)
+            elif isinstance(event, ProtocolError):
+                await self._fail_when_caught_up(event)
+                return
             else:
                 self._end(event)  # Closed: nothing follows
                 return
 
     async def _deliver(self, message: Message) -> None:
+        self._delivered += 1
         try:
             self._inbox_writer.send_nowait(message)
         except anyio.WouldBlock:

@@ -54,5 +54,20 @@ class Closed:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """The peer broke the protocol; nothing has been sent about it yet.
+
+    Messages that arrived before the error are still delivered; then the core
+    fails the connection with ``code`` (1002, 1007...): it sends the Close and
+    drops TCP without waiting for an answer (RFC 6455 section 7.1.7). Reporting
+    the error instead of acting on it lets the handler answer those messages
+    first, as a peer that sent them expects. No event follows.
+    """
+
+    code: int
+    reason: str = ""
+
+
 Message: TypeAlias = TextMessage | BytesMessage
-Event: TypeAlias = TextMessage | BytesMessage | Ping | Pong | Closed
+Event: TypeAlias = TextMessage | BytesMessage | Ping | Pong | Closed | ProtocolError

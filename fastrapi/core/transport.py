@@ -77,9 +77,10 @@ class Transport(Protocol):
 
         Messages may come as fragments (``final=False``). Pings and Pongs are
         reported, not answered: the core answers. A peer's Close is answered by
-        the transport (RFC 6455 section 5.5.1), which then reports `Closed`; so
-        does any protocol error, after the transport sent its Close (1002 or
-        1007) and closed TCP.
+        the transport (RFC 6455 section 5.5.1), which then reports `Closed`.
+        A protocol error is reported as `ProtocolError` with nothing sent
+        yet, where the library allows it (the core then calls `close` and
+        `abort`); else as `Closed` after the library sent its Close.
         """
         ...
 
