@@ -23,21 +23,53 @@ import asyncio
 import functools
 import http
 from collections import deque
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from websockets.asyncio import messages as library_messages
 from websockets.asyncio.server import Server as LibraryServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers as LibraryHeaders
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
+from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+
+
+class _ServerProtocol(ServerProtocol):
+    """The library's protocol, except that a Close may end a fragmented message.
+
+    RFC 6455 section 5.4 lets control frames come between fragments, and a
+    Close there ends the unfinished message (Autobahn case 7.1.5); the
+    library answers it with 1002 instead of completing the closing handshake.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None  # the unfinished message is abandoned
+        super().recv_frame(frame)
+
+
+class _ServerConnection(ServerConnection):
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        protocol.__class__ = _ServerProtocol  # serve() builds the protocol itself
+        super().__init__(protocol, *args, **kwargs)
+
+
+def _allow_fragments(max_message_size: int) -> None:
+    # The library stops a message at 4096 fragments (its WEBSOCKETS_MAX_FRAGMENTS,
+    # read once at import), far fewer than a message within max_message_size
+    # may have (Autobahn 9.3, 9.4). Allow one per 64 bytes of the limit: still a
+    # bound on the frames one message holds, however small they are.
+    library_messages.MAX_FRAGMENTS = max(library_messages.MAX_FRAGMENTS, max_message_size // 64)
 
 
 class WebsocketsServer:
@@ -59,6 +91,7 @@ class WebsocketsBackend:
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
         settings = self.app.settings
+        _allow_fragments(settings.max_message_size)
         async with anyio.create_task_group() as sessions:
             self._sessions: TaskGroup = sessions
             server = await serve(
@@ -76,6 +109,7 @@ class WebsocketsBackend:
                 close_timeout=settings.close_timeout,
                 max_size=settings.max_message_size,
                 max_queue=settings.max_queue,
+                create_connection=_ServerConnection,
             )
             task_status.started(WebsocketsServer(server))
             try:
