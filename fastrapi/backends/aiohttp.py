@@ -6,8 +6,11 @@ its session inside aiohttp's request handler: ``accept()`` prepares the
 headers), a refusal prepares a plain response instead, and the handler
 returns whichever was prepared once the session is over.
 
-Settings mapping: ``max_message_size`` is ``max_msg_size`` (the library
-closes with 1009); ``close_timeout`` is the response's ``timeout``. Autoping,
+Settings mapping: ``max_message_size`` is ``max_msg_size`` (the library's
+reader refuses a bigger message; the core closes with 1009); ``close_timeout``
+is the response's ``timeout``. Messages are read from the response's message
+queue, not its ``receive()``, which would send the Close for a protocol
+error before reporting it (see `AiohttpTransport.receive`). Autoping,
 autoclose, heartbeat and compression are off: the core answers pings, and
 this module answers the peer's Close itself, because aiohttp's ``close()``
 drops TCP without waiting for the peer when another task is receiving.
@@ -22,12 +25,13 @@ import asyncio
 import struct
 
 import anyio
-from aiohttp import WSMsgType, web
+from aiohttp import EofStream, WebSocketError, WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict
 
 from fastrapi.core.codes import is_sendable
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
@@ -110,6 +114,7 @@ class AiohttpTransport:
         self._close_timeout = close_timeout
         self._response: web.StreamResponse | None = None
         self._ws: web.WebSocketResponse | None = None
+        self._reader: WebSocketDataQueue | None = None
         self._close_sent = False
 
     def prepared(self) -> web.StreamResponse:
@@ -135,6 +140,7 @@ class AiohttpTransport:
             await ws.prepare(self._web_request)
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
+        self._reader = ws._reader  # see receive()
 
     async def reject(self, response: Response) -> None:
         self._response = _aiohttp_response(response)
@@ -146,9 +152,18 @@ class AiohttpTransport:
             raise TransportClosed(str(error)) from error
 
     async def receive(self) -> Event:
-        ws = self._ws
-        assert ws is not None, "receive() before accept()"
-        msg = await ws.receive()
+        reader = self._reader
+        assert reader is not None, "receive() before accept()"
+        # The response's own receive() sends the Close for a protocol error
+        # before returning the error; reading its queue directly reports the
+        # error first, so the handler can answer the messages before it.
+        try:
+            msg = await reader.read()
+        except WebSocketError as error:  # 1002, 1007, 1009...
+            return ProtocolError(int(error.code), str(error))
+        except EofStream:
+            await self.abort()
+            return Closed(1006)
         kind = msg.type
         if kind is WSMsgType.TEXT:
             return TextMessage(msg.data)
@@ -161,12 +176,7 @@ class AiohttpTransport:
             return Pong(bytes(msg.data))
         if kind is WSMsgType.CLOSE:
             return await self._peer_closed(int(msg.data), msg.extra or "")
-        if kind is WSMsgType.ERROR:
-            # aiohttp sent its Close (1002, 1007, 1009...) and waited for the peer's.
-            code = getattr(msg.data, "code", 1006)
-            await self.abort()
-            return Closed(int(code), str(msg.data))
-        await self.abort()  # CLOSED (end of stream) or CLOSING
+        await self.abort()  # nothing else comes from the reader
         return Closed(1006)
 
     async def _peer_closed(self, code: int, reason: str) -> Closed:
