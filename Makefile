@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit autobahn autobahn-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
-test: lint typecheck unit
+# The Autobahn fuzzing client on cases 1-10 against every backend (about 30 s
+# each, plus a one-time install of about a minute); fails on any FAILED case.
+autobahn: $(STAMP)
+	$(BIN)/python conformance/autobahn/run --fast
+
+autobahn-full: $(STAMP)
+	$(BIN)/python conformance/autobahn/run --full
+
+test: lint typecheck unit autobahn
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .hypothesis

@@ -23,7 +23,8 @@ import asyncio
 import functools
 import http
 from collections import deque
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -32,30 +33,72 @@ from websockets.asyncio.server import Server as LibraryServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers as LibraryHeaders
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, TextMessage
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
 
 
 class _ServerProtocol(ServerProtocol):
-    """The library's protocol, except that a Close may end a fragmented message.
+    """The library's protocol, with two changes to how it reads.
 
-    RFC 6455 section 5.4 lets control frames come between fragments, and a
-    Close there ends the unfinished message (Autobahn case 7.1.5); the
-    library answers it with 1002 instead of completing the closing handshake.
+    A Close may end a fragmented message: RFC 6455 section 5.4 lets control
+    frames come between fragments (Autobahn case 7.1.5), and the library
+    would answer such a Close with 1002 instead of completing the handshake.
+
+    A protocol error found while reading is held back instead of answered at
+    once: the messages that came before it are still delivered, and
+    `WebsocketsTransport` reports the error to the core, which fails the
+    connection once the handler has answered them (Autobahn 3.x, 4.x, 5.15).
     """
+
+    failure: tuple[int, str] | None = None
+    on_failure: Callable[[], None] | None = None
+    _parsing = False
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._parsing = True
+        try:
+            super().receive_data(data)
+        finally:
+            self._parsing = False
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None  # the unfinished message is abandoned
         super().recv_frame(frame)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        held_back = self._parsing and code in _HELD_BACK and self.state is State.OPEN
+        if not held_back or self.failure is not None:
+            super().fail(code, reason)
+            return
+        self.failure = (int(code), reason)
+        self.parser = self._ignore()  # read nothing more (RFC 6455 section 7.1.7)
+        next(self.parser)
+        if self.on_failure is not None:
+            # After the events before the error have reached the message queue.
+            asyncio.get_running_loop().call_soon(self.on_failure)
+
+    def fail_now(self) -> None:
+        """Act on the held-back failure: send the Close and EOF."""
+        assert self.failure is not None
+        super().fail(*self.failure)
+
+    def _ignore(self) -> Generator[None]:
+        while not (yield from self.reader.at_eof()):
+            self.reader.discard()
+        yield
+
+
+_HELD_BACK = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA)
 
 
 class _ServerConnection(ServerConnection):
@@ -182,6 +225,8 @@ class WebsocketsTransport:
         self.extra_headers: list[tuple[str, str]] = []
         self._pongs: deque[bytes] = deque()  # arrived, not reported yet
         self._waiting: anyio.CancelScope | None = None  # receive() waiting for a message
+        self._protocol = cast(_ServerProtocol, connection.protocol)
+        self._protocol.on_failure = self._wake
 
     def finished(self) -> None:
         self.decided.set()  # a session that ends undecided was aborted
@@ -206,20 +251,33 @@ class WebsocketsTransport:
             await self.connection.wait_closed()
 
     async def receive(self) -> Event:
-        if self._pongs:
-            return Pong(self._pongs.popleft())
         # The library matches pongs to pings itself and never returns them
-        # from recv(); a pong that arrives while we wait for a message cancels
-        # the wait (recv() is cancel-safe: no message is lost) to report it.
-        with anyio.CancelScope() as self._waiting:
-            try:
-                data = await self.connection.recv()
-            except ConnectionClosed as closed:
-                return _closed(closed)
-            finally:
-                self._waiting = None
-            return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
-        return Pong(self._pongs.popleft())
+        # from recv(); a pong, or a held-back protocol error, that comes while
+        # we wait for a message cancels the wait to be reported (recv() is
+        # cancel-safe: no message is lost).
+        protocol = self._protocol
+        while True:
+            if self._pongs:
+                return Pong(self._pongs.popleft())
+            if protocol.failure is not None and not self._message_queued():
+                return ProtocolError(*protocol.failure)
+            with anyio.CancelScope() as self._waiting:
+                try:
+                    data = await self.connection.recv()
+                except ConnectionClosed as closed:
+                    return _closed(closed)
+                finally:
+                    self._waiting = None
+                return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+
+    def _message_queued(self) -> bool:
+        # Whether a whole message waits in the library's queue: after a
+        # held-back error, nothing more arrives to finish a partial one.
+        return any(frame.fin for frame in self.connection.recv_messages.frames.queue)
+
+    def _wake(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def send(self, event: Message | Ping | Pong) -> None:
         try:
@@ -236,10 +294,15 @@ class WebsocketsTransport:
     def _acknowledged(self, data: bytes, done: asyncio.Future[float]) -> None:
         if not done.cancelled() and done.exception() is None:
             self._pongs.append(data)
-            if self._waiting is not None:
-                self._waiting.cancel()
+            self._wake()
 
     async def close(self, code: int, reason: str) -> None:
+        if self._protocol.failure is not None:
+            # Failing after a held-back protocol error: Close and EOF now,
+            # no closing handshake (RFC 6455 section 7.1.7).
+            self._protocol.fail_now()
+            self.connection.send_data()
+            return
         # The library sends the Close, waits for the peer's (up to
         # close_timeout) and closes TCP; receive() then reports Closed.
         await self.connection.close(code, reason)
