@@ -365,6 +365,31 @@ async def test_a_message_over_max_message_size_closes_with_1009(backend: str) ->
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+@pytest.mark.parametrize("enabled", [True, False], ids=["compression", "no-compression"])
+async def test_compression_is_negotiated_only_when_enabled(backend: str, enabled: bool) -> None:
+    text = "a fairly compressible sentence, said again and again. " * 10_000
+    with anyio.fail_after(GUARD):
+        async with server(backend, compression=enabled) as (url, _, _record):
+            async with connect(f"{url}/echo", compression="deflate", max_size=None) as ws:
+                negotiated = [extension.name for extension in ws.protocol.extensions]
+                assert negotiated == (["permessage-deflate"] if enabled else [])
+                for _ in range(3):  # context takeover across messages
+                    await ws.send(text)
+                    assert await ws.recv() == text
+                await ws.send(b"\x00\x01" * 1000)
+                assert await ws.recv() == b"\x00\x01" * 1000
+
+
+async def test_a_decompression_bomb_closes_with_1009(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, compression=True, max_message_size=MiB) as (url, _, _record):
+            async with connect(f"{url}/echo", compression="deflate", max_size=None) as ws:
+                await ws.send(b"\x00" * (8 * MiB))  # about 8 KiB on the wire
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
 # -- protocol violations (raw frames) -------------------------------------------
 
 

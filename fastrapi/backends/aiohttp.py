@@ -10,8 +10,9 @@ Settings mapping: ``max_message_size`` is ``max_msg_size`` (the library's
 reader refuses a bigger message; the core closes with 1009); ``close_timeout``
 is the response's ``timeout``. Messages are read from the response's message
 queue, not its ``receive()``, which would send the Close for a protocol
-error before reporting it (see `AiohttpTransport.receive`). Autoping,
-autoclose, heartbeat and compression are off: the core answers pings, and
+error before reporting it (see `AiohttpTransport.receive`). ``compression``
+is ``compress`` (the client's window size is used; aiohttp cannot tune it
+down). Autoping, autoclose and heartbeat are off: the core answers pings, and
 this module answers the peer's Close itself, because aiohttp's ``close()``
 drops TCP without waiting for the peer when another task is receiving.
 aiohttp has no bounded receive queue of its own; its reader pauses the
@@ -34,6 +35,7 @@ from fastrapi.core.codes import is_sendable
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.settings import Settings
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
 
 _NETWORK_ERRORS = (ConnectionError, OSError, RuntimeError)  # RuntimeError: aiohttp on a closed response
@@ -91,9 +93,7 @@ class AiohttpBackend:
                 response = _aiohttp_response(await self.app.handle_http(core_request))
                 response.force_close()  # one request per connection, as on every backend
                 return response
-            transport = AiohttpTransport(
-                core_request, request, self.app.settings.max_message_size, self.app.settings.close_timeout
-            )
+            transport = AiohttpTransport(core_request, request, self.app.settings)
             await self.app.handle_websocket(transport)
             return transport.prepared()
         finally:
@@ -105,13 +105,12 @@ class AiohttpBackend:
 class AiohttpTransport:
     """The core's `Transport` over one aiohttp ``WebSocketResponse``."""
 
-    def __init__(
-        self, request: Request, web_request: web.Request, max_size: int, close_timeout: float
-    ) -> None:
+    def __init__(self, request: Request, web_request: web.Request, settings: Settings) -> None:
         self.request = request
         self._web_request = web_request
-        self._max_size = max_size
-        self._close_timeout = close_timeout
+        self._max_size = settings.max_message_size
+        self._close_timeout = settings.close_timeout
+        self._compression = settings.compression
         self._response: web.StreamResponse | None = None
         self._ws: web.WebSocketResponse | None = None
         self._reader: WebSocketDataQueue | None = None
@@ -130,7 +129,7 @@ class AiohttpTransport:
             autoclose=False,
             autoping=False,
             heartbeat=None,
-            compress=False,
+            compress=self._compression,  # its max_msg_size counts inflated bytes
             max_msg_size=self._max_size + 1,  # aiohttp refuses a message of exactly max_msg_size
         )
         for name, value in headers:

@@ -8,8 +8,9 @@ handler calls ``accept()`` (then ``select_subprotocol`` returns its choice and
 
 Settings mapping: ``max_message_size`` is ``max_size`` (the library closes
 with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
-``close_timeout`` is ``close_timeout``. Keepalive pings, compression and the
-``Server`` header are off, as on every backend; ``open_timeout`` is off
+``close_timeout`` is ``close_timeout``; ``compression`` turns on the library's
+permessage-deflate (a 12-bit window, memLevel 5; ``max_size`` counts inflated
+bytes). Its own keepalive pings and the ``Server`` header are off; ``open_timeout`` is off
 because the handshake waits for the handler's decision. The library answers
 pings itself, so the core never sees them. It parses requests with its own
 limits (8192-byte lines, 128 headers) rather than ``max_request_size``; a
@@ -144,7 +145,7 @@ class WebsocketsBackend:
                 process_request=self._process_request,
                 process_response=self._process_response,
                 select_subprotocol=self._select_subprotocol,
-                compression=None,
+                compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
                 server_header=None,
                 open_timeout=None,
                 ping_interval=None,

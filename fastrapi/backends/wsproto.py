@@ -7,11 +7,13 @@ as events; what the core sends goes through them back to the socket.
 Settings mapping: ``max_request_size`` is h11's ``max_incomplete_event_size``
 (431 beyond it). wsproto has no message size limit of its own; it hands over
 frame payloads as they arrive, so the core's ``max_message_size`` check sees
-an oversized message before it is buffered whole. Compression is not offered.
+an oversized message before it is buffered whole. With ``compression`` on,
+permessage-deflate is negotiated with `BoundedPerMessageDeflate`.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 
 import anyio
@@ -20,6 +22,8 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 from wsproto.connection import ConnectionState
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
@@ -28,6 +32,46 @@ from fastrapi.core.transport import Application, Backend, HeaderList, Response, 
 
 READ_SIZE = 65536
 _NETWORK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, with inflation bounded by ``max_size``.
+
+    wsproto inflates each frame whole, however large it grows; here a
+    message that would inflate past the limit fails with 1009 as soon as it
+    does, so a small compressed frame cannot balloon in memory.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(server_max_window_bits=SERVER_WINDOW_BITS)
+        self._max_size = max_size
+        self._inflated = 0  # bytes of the current message so far
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            inflated = decompressor.decompress(bytes(data), self._max_size - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if decompressor.unconsumed_tail or self._inflated > self._max_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
+
+
+SERVER_WINDOW_BITS = 12  # a 4 KiB window: websockets' memory-tuned choice
 
 
 class WsprotoServer:
@@ -154,8 +198,14 @@ class WsprotoTransport:
         # wsproto's own checks pass; it only needs the request to answer it.
         self._protocol.initiate_upgrade_connection(list(self._head.headers), self._head.target)
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        settings = self._http.app.settings
+        extensions: list[Extension] = []
+        if settings.compression:
+            extensions.append(BoundedPerMessageDeflate(settings.max_message_size))
         await self._write(
-            self._protocol.send(ws.AcceptConnection(subprotocol=subprotocol, extra_headers=extra))
+            self._protocol.send(
+                ws.AcceptConnection(subprotocol=subprotocol, extra_headers=extra, extensions=extensions)
+            )
         )
         if self._trailing:
             self._feed(self._trailing)
