@@ -21,7 +21,7 @@ from fastrapi.backends import BACKENDS, DEFAULT_BACKEND
 
 MAX_MESSAGE_SIZE = 32 * 1024 * 1024  # the largest 9.x message is 16 MiB
 
-app = FastrAPI(settings=Settings(max_message_size=MAX_MESSAGE_SIZE))
+app = FastrAPI(settings=Settings(max_message_size=MAX_MESSAGE_SIZE, compression=True))
 
 
 @app.websocket("/")

@@ -310,7 +310,14 @@ class WebsocketsTransport:
 
     async def abort(self) -> None:
         transport = self.connection.transport
-        if transport is not None:
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size():
+            # Frames still queued (a Close, say) go out first; a peer that
+            # reads nothing is cut off after close_timeout all the same.
+            transport.close()
+            asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
+        else:
             transport.abort()
 
 
