@@ -225,6 +225,20 @@ GOOD = {
 }
 
 
+async def test_a_request_that_never_completes_is_dropped_at_open_timeout(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, open_timeout=0.3) as (url, port, _record):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            async with stream:
+                await stream.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")  # and no more
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    while True:  # whatever the server says, it then closes the connection
+                        await stream.receive()
+            async with client(f"{url}/echo") as ws:  # others are served meanwhile
+                await ws.send("fine")
+                assert await ws.recv() == "fine"
+
+
 @pytest.mark.parametrize(
     ("change", "status"),
     [

@@ -25,6 +25,7 @@ from fastrapi import (
 )
 from fastrapi.backends.memory import Accepted, MemoryClient, memory_connection
 from fastrapi.core.events import Closed, Ping, Pong
+from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.transport import Response
 
 pytestmark = pytest.mark.anyio
@@ -883,3 +884,24 @@ async def test_a_protocol_error_waits_at_most_close_timeout_for_a_handler_that_r
             assert await client.receive() == Closed(1006)  # dropped
             assert client.transport.aborted
             done.set()
+
+
+async def test_a_handshake_left_unanswered_past_open_timeout_is_dropped() -> None:
+    outcome: list[int] = []
+    late = anyio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await late.wait()
+        try:
+            await ws.accept()
+        except WebSocketDisconnect as end:
+            outcome.append(end.code)
+
+    app = app_with(handler, open_timeout=0.05)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws") as client:
+            with pytest.raises(TransportClosed):
+                await client.wait_handshake()  # dropped without an answer
+            assert client.transport.aborted
+            late.set()
+    assert outcome == [1006]

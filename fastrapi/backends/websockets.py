@@ -10,8 +10,8 @@ Settings mapping: ``max_message_size`` is ``max_size`` (the library closes
 with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
 ``close_timeout`` is ``close_timeout``; ``compression`` turns on the library's
 permessage-deflate (a 12-bit window, memLevel 5; ``max_size`` counts inflated
-bytes). Its own keepalive pings and the ``Server`` header are off; ``open_timeout`` is off
-because the handshake waits for the handler's decision. The library answers
+bytes). ``open_timeout`` is ``open_timeout``.
+Its own keepalive pings and the ``Server`` header are off. The library answers
 pings itself, so the core never sees them. It parses requests with its own
 limits (8192-byte lines, 128 headers) rather than ``max_request_size``; a
 request it cannot parse (garbage, or a body other than ``Content-Length: 0``)
@@ -147,7 +147,7 @@ class WebsocketsBackend:
                 select_subprotocol=self._select_subprotocol,
                 compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
                 server_header=None,
-                open_timeout=None,
+                open_timeout=settings.open_timeout,  # the request and the handler's decision
                 ping_interval=None,
                 ping_timeout=None,
                 close_timeout=settings.close_timeout,

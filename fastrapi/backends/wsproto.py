@@ -5,8 +5,9 @@ opening request) and then wsproto (frames); what they emit goes to the core
 as events; what the core sends goes through them back to the socket.
 
 Settings mapping: ``max_request_size`` is h11's ``max_incomplete_event_size``
-(431 beyond it). wsproto has no message size limit of its own; it hands over
-frame payloads as they arrive, so the core's ``max_message_size`` check sees
+(431 beyond it); ``open_timeout`` bounds reading the request. wsproto has no
+message size limit of its own; it hands over frame payloads as they arrive,
+so the core's ``max_message_size`` check sees
 an oversized message before it is buffered whole. With ``compression`` on,
 permessage-deflate is negotiated with `BoundedPerMessageDeflate`.
 """
@@ -121,7 +122,10 @@ class HTTPConnection:
 
     async def run(self) -> None:
         try:
-            request = await self._read_request()
+            with anyio.fail_after(self.app.settings.open_timeout):
+                request = await self._read_request()
+        except TimeoutError:
+            return  # the request never came whole: drop the connection
         except h11.RemoteProtocolError as error:
             await self._respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
             return

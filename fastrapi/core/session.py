@@ -66,6 +66,7 @@ async def run_session(
     async with anyio.create_task_group() as task_group:
         ws = WebSocket(transport, settings, task_group, params)
         on_open(ws, task_group.cancel_scope)
+        task_group.start_soon(_drop_if_undecided, ws, settings.open_timeout - (time.monotonic() - started))
         try:
             await _run_handler(ws, route.call(ws, params))
             _log_access(transport, ws.handshake_status or 0, started)
@@ -77,6 +78,16 @@ async def run_session(
             task_group.cancel_scope.cancel()  # the pump, once the handshake is done
             with anyio.CancelScope(shield=True):
                 await transport.abort()  # idempotent: only acts if anything is left
+
+
+async def _drop_if_undecided(ws: WebSocket, delay: float) -> None:
+    # The handshake is bounded as a whole (open_timeout): a handler that
+    # neither accepts nor refuses in time loses the connection, and its
+    # accept() then raises WebSocketDisconnect.
+    await anyio.sleep(max(delay, 0))
+    if ws.client_state is WebSocketState.CONNECTING:
+        logger.info("handshake for %s not answered within open_timeout; dropped", ws.request.path)
+        await ws._bridge.transport.abort()
 
 
 async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:

@@ -24,6 +24,10 @@ class Settings:
             the client instead of memory growing.
         max_request_size: largest opening HTTP request (request line and
             headers), in bytes; a bigger one gets HTTP 431.
+        open_timeout: seconds for the opening handshake: the client's whole
+            request must arrive, and the handler must accept or refuse it,
+            within this time; otherwise the connection is dropped (a
+            slowloris client holds nothing for long).
         ping_interval: seconds between the server's keepalive pings; None
             turns keepalive off.
         ping_timeout: seconds a keepalive ping waits for its pong before the
@@ -50,6 +54,7 @@ class Settings:
     max_message_size: int = 1 * MiB
     max_queue: int = 16
     max_request_size: int = 16 * 1024
+    open_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 10.0
@@ -66,7 +71,7 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
-        for name in ("close_timeout", "shutdown_timeout"):
+        for name in ("open_timeout", "close_timeout", "shutdown_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
