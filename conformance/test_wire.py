@@ -549,6 +549,31 @@ async def test_shutdown_sends_1001_to_every_open_connection(backend: str) -> Non
     assert codes == [1001, 1001, 1001]
 
 
+async def test_the_server_leaves_no_task_and_no_socket_behind(backend: str) -> None:
+    import asyncio
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before_fds = open_fds()
+    before_tasks = asyncio.all_tasks()
+    with anyio.fail_after(GUARD):
+        async with AsyncExitStackClients() as clients:
+            async with server(backend) as (url, port, _record):
+                for _ in range(3):
+                    ws = await clients.open(f"{url}/echo")
+                    await ws.send("x")
+                    assert await ws.recv() == "x"
+                async with await anyio.connect_tcp("127.0.0.1", port) as gone:  # left mid-request
+                    await gone.send(b"GET /echo HTTP/1.1\r\n")
+                async with await RawClient.upgrade(port, "/echo") as raw:  # reset mid-connection
+                    await raw.reset()
+    await anyio.sleep(0.1)  # let closed transports finish closing
+    assert asyncio.all_tasks() == before_tasks
+    assert open_fds() <= before_fds
+
+
 class AsyncExitStackClients:
     """Clients that outlive the server they connected to."""
 
