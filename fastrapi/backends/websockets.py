@@ -96,7 +96,8 @@ class _ServerProtocol(ServerProtocol):
     def _ignore(self) -> Generator[None]:
         while not (yield from self.reader.at_eof()):
             self.reader.discard()
-        yield
+        while True:  # EOF too is ignored: the core ends the connection
+            yield
 
 
 _HELD_BACK = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA)
