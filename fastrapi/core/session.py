@@ -75,7 +75,7 @@ async def run_session(
         finally:
             on_close(ws)
             ws._release()
-            task_group.cancel_scope.cancel()  # the pump, once the handshake is done
+            task_group.cancel_scope.cancel()  # the pump, keepalive and the open_timeout watchdog
             with anyio.CancelScope(shield=True):
                 await transport.abort()  # idempotent: only acts if anything is left
 
