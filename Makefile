@@ -33,7 +33,7 @@ autobahn: $(STAMP)
 autobahn-full: $(STAMP)
 	$(BIN)/python conformance/autobahn/run --full
 
-test: lint typecheck unit autobahn
+test: lint typecheck autobahn unit  # pytest last: its summary closes the output
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .hypothesis
