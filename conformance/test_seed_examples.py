@@ -419,7 +419,9 @@ async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_demo_serves_on_loopback() -> None:
     source = (EXAMPLES / "demo.py").read_text(encoding="utf-8")
-    assert re.findall(r"app\.serve\(.*\)", source) == ['app.serve("127.0.0.1", 8000)']
+    assert re.findall(r"app\.serve\(.*\)", source) == [
+        'app.serve("127.0.0.1", 8000, settings=Settings(allowed_origins=ORIGINS))'
+    ]
 
 
 async def test_demo_page(backend: str) -> None:
@@ -477,3 +479,19 @@ async def test_demo_chat(backend: str) -> None:
                 await eve.send("bye")
                 assert await recv_json(eve) == message("Eve", "bye")
     assert demo.rooms == {}  # empty rooms are forgotten
+
+
+def test_demo_lets_only_its_own_pages_connect() -> None:
+    from fastrapi import Headers, Request
+    from fastrapi.core.handshake import check_origin
+
+    demo = load_example("demo")
+
+    def answer(origin: str) -> int | None:
+        request = Request("GET", "/chat/lobby", Headers([("origin", origin)]))
+        refusal = check_origin(request, demo.ORIGINS)
+        return None if refusal is None else refusal.status
+
+    assert answer("http://127.0.0.1:8000") is None
+    assert answer("http://localhost:8000") is None
+    assert answer("https://evil.example") == 403

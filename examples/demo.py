@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastrapi import CloseCode, FastrAPI, MessageTypeError, Response, WebSocket, WebSocketDisconnect
+from fastrapi import CloseCode, FastrAPI, MessageTypeError, Response, Settings, WebSocket, WebSocketDisconnect
 
 app = FastrAPI()
 rooms: dict[str, set[WebSocket]] = {}
@@ -139,5 +139,10 @@ async def chat(ws: WebSocket, room: str) -> None:
         await broadcast(room, {"type": "user_left", "username": name})
 
 
+# Browsers send cookies with a WebSocket handshake from any site, and CORS does
+# not cover WebSockets: name the pages that may open the chat, or any site a
+# visitor has open could (cross-site WebSocket hijacking).
+ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+
 if __name__ == "__main__":
-    app.serve("127.0.0.1", 8000)
+    app.serve("127.0.0.1", 8000, settings=Settings(allowed_origins=ORIGINS))
