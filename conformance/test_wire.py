@@ -225,6 +225,32 @@ GOOD = {
 }
 
 
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (f"GET /{'a' * 10_000} HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (f"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 10_000}\r\n\r\n", 431),
+        ("GET /echo HTTP/1.1\r\nHost: x\r\n" + "".join(f"X-{i}: v\r\n" for i in range(150)) + "\r\n", 431),
+        (
+            "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {'dGhlIHNhbXBsZSBub25jZQ=='}\r\nSec-WebSocket-Version: 13\r\n"
+            + "".join(f"X-{i}: v\r\n" for i in range(150))
+            + "\r\n",
+            431,
+        ),
+    ],
+    ids=["long-request-line", "long-header-line", "many-headers", "many-headers-upgrade"],
+)
+async def test_oversized_request_heads_get_414_or_431(backend: str, request_: str, status: int) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (url, port, _record):
+            head, _ = await http_get(port, "", request_.encode())
+            assert head.startswith(f"HTTP/1.1 {status} ".encode())
+            async with client(f"{url}/echo") as ws:  # the server is fine
+                await ws.send("fine")
+                assert await ws.recv() == "fine"
+
+
 async def test_a_request_that_never_completes_is_dropped_at_open_timeout(backend: str) -> None:
     with anyio.fail_after(GUARD):
         async with server(backend, open_timeout=0.3) as (url, port, _record):

@@ -104,3 +104,19 @@ def test_allowed_origins_must_be_a_sequence() -> None:
     with pytest.raises(TypeError, match="sequence"):
         Settings(allowed_origins="https://example.com")  # type: ignore[arg-type]
     assert Settings(allowed_origins=["https://a"]).allowed_origins == ("https://a",)  # type: ignore[arg-type]
+
+
+def test_request_size_limits() -> None:
+    from fastrapi import Settings
+    from fastrapi.core.handshake import check_size
+
+    limits = Settings(max_line_size=100, max_headers=3)
+    ok = Request("GET", "/" + "a" * 80, Headers([("host", "x"), ("a", "b" * 90)]))
+    assert check_size(ok, limits) is None
+    long_line = Request("GET", "/" + "a" * 95, Headers([("host", "x")]))
+    assert (response := check_size(long_line, limits)) is not None and response.status == 414
+    long_header = Request("GET", "/", Headers([("a", "b" * 99)]))
+    assert (response := check_size(long_header, limits)) is not None and response.status == 431
+    many = Request("GET", "/", Headers([("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]))
+    assert (response := check_size(many, limits)) is not None and response.status == 431
+    assert "more than 3" in response.body.decode()

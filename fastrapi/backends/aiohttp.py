@@ -65,7 +65,16 @@ class AiohttpBackend:
         self._idle.set()
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
-        application = web.Application()
+        settings = self.app.settings
+        # aiohttp answers oversized requests with 400; its limits are set
+        # above the core's so the core answers first, with 414 or 431.
+        application = web.Application(
+            handler_args={
+                "max_line_size": 2 * settings.max_line_size,
+                "max_field_size": 2 * settings.max_line_size,
+                "max_headers": 2 * settings.max_headers,
+            }
+        )
         application.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
             application,

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
+from fastrapi.core.handshake import check_size
 from fastrapi.core.request import Request
 from fastrapi.core.routing import Route, Router
 from fastrapi.core.session import run_session
@@ -120,6 +121,9 @@ class FastrAPI:
         )
 
     async def handle_http(self, request: Request) -> Response:
+        too_big = check_size(request, self._settings)
+        if too_big is not None:
+            return too_big
         found = self.http_router.match(request.raw_path)
         if found is None:
             if self.websocket_router.match(request.raw_path) is not None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from fastrapi.core.request import Request
+from fastrapi.core.settings import Settings
 from fastrapi.core.transport import Response
 
 VERSION = "13"
@@ -83,3 +84,19 @@ def _origin_pattern(allowed: tuple[str, ...]) -> re.Pattern[str]:
     label = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
     alternatives = [re.escape(origin.lower()).replace(r"\*", f"{label}(?:\\.{label})*") for origin in allowed]
     return re.compile("|".join(f"(?:{alternative})" for alternative in alternatives) or "(?!)")
+
+
+def check_size(request: Request, settings: Settings) -> Response | None:
+    """None if ``request`` is within the line and header limits, else 414 or 431.
+
+    Each library parses with limits of its own; checking here again gives the
+    same answer on every backend (websockets' own limits are these numbers).
+    """
+    if len(request.method) + len(request.target) + len(" HTTP/1.1") + 1 > settings.max_line_size:
+        return Response.text(414, "URI Too Long\n")
+    items = request.headers.raw()
+    if len(items) > settings.max_headers:
+        return Response.text(431, f"Request Header Fields Too Large: more than {settings.max_headers}\n")
+    if any(len(name) + len(value) + 2 > settings.max_line_size for name, value in items):
+        return Response.text(431, "Request Header Fields Too Large: a header line is too long\n")
+    return None

@@ -24,7 +24,7 @@ import anyio
 
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
-from fastrapi.core.handshake import check_origin, check_upgrade
+from fastrapi.core.handshake import check_origin, check_size, check_upgrade
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
@@ -52,7 +52,11 @@ async def run_session(
     """
     request = transport.request
     started = time.monotonic()
-    problem = check_upgrade(request) or check_origin(request, settings.allowed_origins)
+    problem = (
+        check_size(request, settings)
+        or check_upgrade(request)
+        or check_origin(request, settings.allowed_origins)
+    )
     if problem is not None:
         await _reject(transport, problem)
         _log_access(transport, problem.status, started)

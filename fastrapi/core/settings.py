@@ -23,7 +23,10 @@ class Settings:
             full, the server stops reading that socket, so TCP pushes back on
             the client instead of memory growing.
         max_request_size: largest opening HTTP request (request line and
-            headers), in bytes; a bigger one gets HTTP 431.
+            headers) a backend buffers while it arrives, in bytes.
+        max_line_size: longest request line or header line, in bytes; a
+            longer request line gets HTTP 414, a longer header line 431.
+        max_headers: most header lines in a request; more get HTTP 431.
         open_timeout: seconds for the opening handshake: the client's whole
             request must arrive, and the handler must accept or refuse it,
             within this time; otherwise the connection is dropped (a
@@ -54,6 +57,8 @@ class Settings:
     max_message_size: int = 1 * MiB
     max_queue: int = 16
     max_request_size: int = 16 * 1024
+    max_line_size: int = 8192
+    max_headers: int = 128
     open_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -67,7 +72,7 @@ class Settings:
             if isinstance(self.allowed_origins, str):
                 raise TypeError('allowed_origins takes a sequence of origins, e.g. ("https://example.com",)')
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
-        for name in ("max_message_size", "max_queue", "max_request_size"):
+        for name in ("max_message_size", "max_queue", "max_request_size", "max_line_size", "max_headers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
