@@ -17,7 +17,9 @@ this module answers the peer's Close itself, because aiohttp's ``close()``
 drops TCP without waiting for the peer when another task is receiving.
 aiohttp has no bounded receive queue of its own; its reader pauses the
 socket when its buffer passes 64 KiB, so the core's ``max_queue`` is the bound.
-Requests are parsed with aiohttp's own limits rather than ``max_request_size``.
+Its request parser is given twice the core's ``max_line_size`` and
+``max_headers``, so the core answers oversized heads (414/431); beyond twice
+those, aiohttp answers 400 itself. It has no ``max_request_size`` knob.
 """
 
 from __future__ import annotations
