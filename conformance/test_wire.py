@@ -652,6 +652,18 @@ async def test_keepalive_closes_a_silent_peer_with_1011(backend: str) -> None:
     assert record.ends[0] == ("receive", 1011)
 
 
+async def test_idle_timeout_closes_a_quiet_connection(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, idle_timeout=0.3) as (url, _, _record):
+            async with client(f"{url}/echo") as ws:
+                await ws.send("one")
+                assert await ws.recv() == "one"
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "idle timeout")
+
+
 async def test_server_ping_resolves_when_the_pong_arrives(backend: str) -> None:
     with anyio.fail_after(GUARD):
         async with server(backend) as (_, port, _record):

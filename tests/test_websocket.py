@@ -905,3 +905,26 @@ async def test_a_handshake_left_unanswered_past_open_timeout_is_dropped() -> Non
             assert client.transport.aborted
             late.set()
     assert outcome == [1006]
+
+
+async def test_idle_timeout_closes_a_quiet_connection_with_1001() -> None:
+    ends: list[tuple[int, str]] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_text(await ws.receive_text())
+        except WebSocketDisconnect as end:
+            ends.append((end.code, end.reason))
+
+    app = app_with(handler, idle_timeout=0.1, ping_interval=None)
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/ws") as client:
+            await handshake(client)
+            for index in range(6):  # 0.3 s of traffic: activity keeps it open
+                await client.send(TextMessage(str(index)))
+                assert await client.receive() == TextMessage(str(index))
+                await anyio.sleep(0.05)
+            assert await client.receive() == Closed(1001, "idle timeout")
+    assert ends == [(1001, "idle timeout")]

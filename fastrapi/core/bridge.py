@@ -103,6 +103,7 @@ class Bridge:
         self._failure: ProtocolError | None = None  # reported, not acted on yet
         self._caught_up = anyio.Event()  # the handler has read every queued message
         self._delivered = 0  # messages handed to the inbox
+        self._last_message = anyio.current_time()  # received or sent, for idle_timeout
         self._taken = 0  # messages the handler's receive calls returned
         self.close_code: int | None = None
         self.close_reason = ""
@@ -166,6 +167,7 @@ class Bridge:
         """
         async with self._send_lock:
             await self._send_frame(message)
+        self._last_message = anyio.current_time()
 
     async def _send_frame(self, event: Message | Ping | Pong) -> None:
         # Called with the send lock held. The state is checked here, not only
@@ -268,6 +270,21 @@ class Bridge:
                 await self.start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                 return
 
+    async def idle_watch(self) -> None:
+        """Close with 1001 once no message went either way for ``idle_timeout``."""
+        timeout = self._settings.idle_timeout
+        if timeout is None:
+            return
+        while self._state.state is WebSocketState.CONNECTED:
+            idle = anyio.current_time() - self._last_message
+            if self.queued:  # messages wait for a slow handler: not idle
+                idle = 0
+                self._last_message = anyio.current_time()
+            if idle >= timeout:
+                await self.start_close(CloseCode.GOING_AWAY, "idle timeout")
+                return
+            await anyio.sleep(timeout - idle)
+
     async def _ping_within(self, data: bytes, timeout: float | None) -> None:
         waiter = self._pongs[data] = _PongWaiter()
         try:
@@ -357,6 +374,7 @@ class Bridge:
 
     async def _deliver(self, message: Message) -> None:
         self._delivered += 1
+        self._last_message = anyio.current_time()
         try:
             self._inbox_writer.send_nowait(message)
         except anyio.WouldBlock:

@@ -36,6 +36,9 @@ class Settings:
         ping_timeout: seconds a keepalive ping waits for its pong before the
             connection is closed with 1011; a dead peer is noticed within
             ``ping_interval + ping_timeout``.
+        idle_timeout: seconds without a message either way (pings do not
+            count) after which the connection is closed with 1001; None
+            (the default) never closes an idle connection.
         close_timeout: seconds to wait for the peer's half of the closing
             handshake before the TCP connection is dropped.
         shutdown_timeout: seconds open connections get, after the server
@@ -62,6 +65,7 @@ class Settings:
     open_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
+    idle_timeout: float | None = None
     close_timeout: float = 10.0
     shutdown_timeout: float = 10.0
     compression: bool = False
@@ -80,7 +84,7 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
-        for name in ("ping_interval", "ping_timeout"):
+        for name in ("ping_interval", "ping_timeout", "idle_timeout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or value <= 0):
                 raise ValueError(f"{name} must be a number of seconds > 0 or None, not {value!r}")

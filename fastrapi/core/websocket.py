@@ -124,6 +124,7 @@ class WebSocket:
         # Started even when the client left: the pump then records the end at once.
         self._task_group.start_soon(self._bridge.pump)
         self._task_group.start_soon(self._bridge.keepalive)
+        self._task_group.start_soon(self._bridge.idle_watch)
         if lost:
             raise WebSocketDisconnect(CloseCode.ABNORMAL_CLOSURE, "the client left during the handshake")
 
