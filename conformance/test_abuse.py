@@ -229,7 +229,7 @@ async def _drop_mid_message(port: int) -> None:
 @given(garbage=st.binary(min_size=1, max_size=2000))
 async def test_random_bytes_after_the_handshake_never_hang_or_crash(backend: str, garbage: bytes) -> None:
     with anyio.fail_after(GUARD):
-        async with server(backend, close_timeout=0.5, ping_interval=0.2, ping_timeout=0.3) as (url, port, _r):
+        async with server(backend, close_timeout=0.5, ping_interval=0.2, ping_timeout=0.5) as (url, port, _r):
             async with await RawClient.upgrade(port, "/echo") as raw:
                 await raw.stream.send(garbage)
                 # Whatever the bytes mean, the connection ends on its own: a

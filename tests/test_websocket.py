@@ -799,11 +799,12 @@ async def test_keepalive_leaves_a_peer_that_answers_alone() -> None:
         got.append(await ws.receive_text())
         await ws.close()
 
-    app = app_with(handler, **KEEPALIVE)
+    # A generous timeout: only a pong that never comes may close this one.
+    app = app_with(handler, ping_interval=0.02, ping_timeout=2.0)
     with anyio.fail_after(GUARD):
         async with memory_connection(app, "/ws") as client:
             await handshake(client)
-            for _ in range(5):  # five rounds: well past interval + timeout
+            for _ in range(5):  # five rounds of ping and pong
                 ping = await client.receive()
                 assert isinstance(ping, Ping)
                 await client.send(Pong(ping.data))
@@ -823,13 +824,13 @@ async def test_keepalive_spares_a_peer_whose_messages_wait_for_a_slow_handler() 
         await release.wait()
         count.append(len([text async for text in ws.iter_text()]))
 
-    app = app_with(handler, max_queue=2, **KEEPALIVE)
+    app = app_with(handler, max_queue=2, ping_interval=0.1, ping_timeout=0.1)
     with anyio.fail_after(GUARD):
         async with memory_connection(app, "/ws", buffer=64) as client:
             await handshake(client)
-            for index in range(10):  # fills the queue; the pump stops reading
+            for index in range(10):  # fills the queue at once; the pump stops reading
                 await client.send(TextMessage(str(index)))
-            await anyio.sleep(0.3)  # many keepalive periods pass unanswered
+            await anyio.sleep(0.6)  # several keepalive periods pass unanswered
             assert client.transport.sent_close is None
             release.set()
             await client.close()
@@ -918,11 +919,11 @@ async def test_idle_timeout_closes_a_quiet_connection_with_1001() -> None:
         except WebSocketDisconnect as end:
             ends.append((end.code, end.reason))
 
-    app = app_with(handler, idle_timeout=0.1, ping_interval=None)
+    app = app_with(handler, idle_timeout=0.4, ping_interval=None)
     with anyio.fail_after(GUARD):
         async with memory_connection(app, "/ws") as client:
             await handshake(client)
-            for index in range(6):  # 0.3 s of traffic: activity keeps it open
+            for index in range(12):  # 0.6 s of traffic, longer than the timeout: activity keeps it open
                 await client.send(TextMessage(str(index)))
                 assert await client.receive() == TextMessage(str(index))
                 await anyio.sleep(0.05)
