@@ -208,13 +208,7 @@ class Bridge:
             return
         self.close_code, self.close_reason = code, reason
         self._stop_delivery()
-        with anyio.move_on_after(self._settings.close_timeout) as waited:
-            try:
-                async with self._send_lock:
-                    await self.transport.close(code, reason)
-            except TransportClosed:
-                self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
-        if waited.cancelled_caught:  # a send stuck on a peer that reads nothing
+        if not await self._send_close_frame(code, reason):
             await self.transport.abort()
             self._end(Closed(CloseCode.ABNORMAL_CLOSURE))
 
@@ -225,14 +219,23 @@ class Bridge:
             return
         self.close_code, self.close_reason = failure.code, failure.reason
         self._stop_delivery()
-        with anyio.move_on_after(self._settings.close_timeout):
-            try:
-                async with self._send_lock:
-                    await self.transport.close(failure.code, failure.reason)
-            except TransportClosed:
-                pass
+        await self._send_close_frame(failure.code, failure.reason)
         await self.transport.abort()
         self._end(Closed(failure.code, failure.reason))
+
+    async def _send_close_frame(self, code: int, reason: str) -> bool:
+        """Send our Close once a send in progress is done; False if it could not go out.
+
+        Bounded by ``close_timeout``: a send stuck on a peer that reads
+        nothing must not hold the close forever.
+        """
+        with anyio.move_on_after(self._settings.close_timeout) as waited:
+            try:
+                async with self._send_lock:
+                    await self.transport.close(code, reason)
+            except TransportClosed:
+                return False
+        return not waited.cancelled_caught
 
     async def _fail_when_caught_up(self, failure: ProtocolError) -> None:
         # The messages before the error are the peer's last words: let the
