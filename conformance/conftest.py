@@ -6,6 +6,7 @@ backend, so a new backend is tested by everything here automatically.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import re
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,16 +142,23 @@ def example_source(name: str, port: int) -> str:
 
 
 @contextmanager
-def run_example(name: str, backend: str, tmp_path: Path) -> Iterator[ExampleServer]:
-    """Start ``examples/<name>`` as a subprocess on ``backend``; stop it on exit."""
+def run_script(
+    tmp_path: Path,
+    name: str,
+    render: Callable[[int], str],
+    env: dict[str, str] | None = None,
+    stop_signal: int = signal.SIGINT,
+) -> Iterator[ExampleServer]:
+    """Write ``render(port)`` to ``tmp_path/name`` on a free port, run it, and
+    yield once it accepts connections; on exit it is stopped with ``stop_signal``.
+    """
     port = free_port()
     script = tmp_path / name
-    script.write_text(example_source(name, port))
-    env = {**os.environ, "FASTRAPI_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    script.write_text(render(port))
     process = subprocess.Popen(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -162,8 +170,16 @@ def run_example(name: str, backend: str, tmp_path: Path) -> Iterator[ExampleServ
     finally:
         if process.poll() is None:
             try:
-                server.stop()
+                server.stop(stop_signal)
             except subprocess.TimeoutExpired:
                 pass
-        else:
+        elif not server.output:  # exited by itself: keep what it said
             server.output, _ = process.communicate()
+
+
+@contextmanager
+def run_example(name: str, backend: str, tmp_path: Path) -> Iterator[ExampleServer]:
+    """Start ``examples/<name>`` as a subprocess on ``backend``; stop it on exit."""
+    render = functools.partial(example_source, name)
+    with run_script(tmp_path, name, render, {"FASTRAPI_BACKEND": backend}) as server:
+        yield server

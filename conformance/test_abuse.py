@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 
-from conformance.conftest import ExampleServer, free_port, wait_for_port
+from conformance.conftest import ExampleServer, run_script
 from conformance.rawclient import BINARY, CONTINUATION, PING, PONG, RawClient
 from conformance.test_wire import server
 
@@ -78,27 +76,12 @@ def fds(pid: int) -> int:
 
 @contextmanager
 def server_process(backend: str, tmp_path: Path) -> Iterator[ExampleServer]:
-    port = free_port()
-    script = tmp_path / "server.py"
-    script.write_text(SERVER.format(port=port, backend=backend))
-    process = subprocess.Popen(
-        [sys.executable, str(script)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = ExampleServer(process, port)
-    try:
-        wait_for_port(port, process)
+    def render(port: int) -> str:
+        return SERVER.format(port=port, backend=backend)
+
+    with run_script(tmp_path, "server.py", render, stop_signal=signal.SIGTERM) as server:
         yield server
-    finally:
-        if process.poll() is None:
-            try:
-                server.stop(signal.SIGTERM)
-            except subprocess.TimeoutExpired:
-                pass
-        assert "Traceback" not in server.output, server.output
+    assert "Traceback" not in server.output, server.output
 
 
 class PeakMemory:

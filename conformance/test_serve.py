@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import anyio
@@ -15,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conformance.conftest import ExampleServer, free_port, wait_for_port
+from conformance.conftest import ExampleServer, free_port, run_script
 from fastrapi.backends import BACKENDS
 
 pytestmark = pytest.mark.anyio
@@ -46,26 +44,8 @@ app.serve("127.0.0.1", {port}, backend={backend!r})
 """
 
 
-@contextmanager
-def script_server(tmp_path: Path, backend: str) -> Iterator[ExampleServer]:
-    port = free_port()
-    script = tmp_path / "server.py"
-    script.write_text(SCRIPT.format(port=port, backend=backend))
-    process = subprocess.Popen(
-        [sys.executable, str(script)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = ExampleServer(process, port)
-    try:
-        wait_for_port(port, process)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            server.output, _ = process.communicate()
+def script_server(tmp_path: Path, backend: str) -> AbstractContextManager[ExampleServer]:
+    return run_script(tmp_path, "server.py", lambda port: SCRIPT.format(port=port, backend=backend))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
