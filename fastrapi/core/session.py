@@ -29,13 +29,12 @@ from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
 from fastrapi.core.transport import Response, Transport
-from fastrapi.core.websocket import WebSocket
+from fastrapi.core.websocket import FORBIDDEN, WebSocket
 
 logger = logging.getLogger("fastrapi.websocket")
 access_logger = logging.getLogger("fastrapi.access")
 
 NOT_FOUND = Response.text(404, "Not Found")
-FORBIDDEN = Response.text(403, "Forbidden")
 SERVER_ERROR = Response.text(500, "Internal Server Error")
 
 

@@ -31,6 +31,7 @@ _HANDSHAKE_HEADERS = frozenset(
     {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions"}
 )
 _NORMAL_ENDS = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
+FORBIDDEN = Response.text(403, "Forbidden")  # how a close() before accept() answers
 T = TypeVar("T")
 
 
@@ -313,7 +314,7 @@ class WebSocket:
         if verdict is Verdict.ALREADY_DONE:
             await self._bridge.wait_closed()
         elif self._connection.state is WebSocketState.CONNECTING:
-            await self._reject(Response.text(403, "Forbidden"))
+            await self._reject(FORBIDDEN)
         else:
             await self._bridge.start_close(code, reason)
             await self._bridge.wait_closed()
