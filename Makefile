@@ -26,12 +26,13 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
 # The Autobahn fuzzing client on cases 1-10 against every backend (about 30 s
-# each, plus a one-time install of about a minute); fails on any FAILED case.
+# each, plus a one-time install of about a minute); fails on any FAILED or
+# NON-STRICT case.
 autobahn: $(STAMP)
-	$(BIN)/python conformance/autobahn/run --fast
+	$(BIN)/python conformance/autobahn/run --fast --strict
 
 autobahn-full: $(STAMP)
-	$(BIN)/python conformance/autobahn/run --full
+	$(BIN)/python conformance/autobahn/run --full --strict
 
 test: lint typecheck autobahn unit  # pytest last: its summary closes the output
 

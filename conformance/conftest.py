@@ -57,10 +57,6 @@ LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {
         "aiohttp's server has no timeout for reading a request's head (RequestHandler "
         "only times out idle keep-alive connections), so a slowloris client is held"
     ),
-    ("aiohttp", "test_protocol_violations_close_that_connection_with_the_right_code", "unmasked"): (
-        "aiohttp's WebSocketReader accepts unmasked frames from a client, which RFC 6455 "
-        "section 5.1 requires a server to refuse (aiohttp/_websocket/reader_py.py)"
-    ),
 }
 
 

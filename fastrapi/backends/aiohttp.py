@@ -17,7 +17,13 @@ this module answers the peer's Close itself, because aiohttp's ``close()``
 drops TCP without waiting for the peer when another task is receiving.
 aiohttp has no bounded receive queue of its own; its reader pauses the
 socket when its buffer passes 64 KiB, so the core's ``max_queue`` is the bound.
-Its request parser is given twice the core's ``max_line_size`` and
+Every chunk read once the connection is open goes through the core's
+`FrameCheck` before aiohttp's frame reader (`_CheckedReader`): aiohttp
+checks a text message's UTF-8 only once the message is whole and accepts
+unmasked frames; the check fails those at the first bad byte (Autobahn 6.4)
+and refuses frames over ``max_frame_size`` from their header. ``write_limit``
+is ``writer_limit``: the writer waits for the socket to drain after that many
+bytes. Its request parser is given twice the core's ``max_line_size`` and
 ``max_headers``, so the core answers oversized heads (414/431); beyond twice
 those, aiohttp answers 400 itself. It has no ``max_request_size`` knob.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Protocol
 
 import anyio
 from aiohttp import EofStream, WebSocketError, WSMsgType, web
@@ -36,6 +43,7 @@ from multidict import CIMultiDict
 from fastrapi.core.codes import is_sendable
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.settings import Settings
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
@@ -120,6 +128,8 @@ class AiohttpTransport:
         self.request = request
         self._web_request = web_request
         self._max_size = settings.max_message_size
+        self._frame_limit = settings.frame_limit
+        self._write_limit = settings.write_limit
         self._close_timeout = settings.close_timeout
         self._compression = settings.compression
         self._response: web.StreamResponse | None = None
@@ -142,6 +152,7 @@ class AiohttpTransport:
             heartbeat=None,
             compress=self._compression,  # its max_msg_size counts inflated bytes
             max_msg_size=self._max_size + 1,  # aiohttp refuses a message of exactly max_msg_size
+            writer_limit=self._write_limit,
         )
         for name, value in headers:
             ws.headers.add(name, value)
@@ -151,6 +162,11 @@ class AiohttpTransport:
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
         self._reader = ws._reader  # see receive()
+        protocol = self._web_request.protocol
+        assert self._reader is not None and protocol._payload_parser is not None
+        protocol._payload_parser = _CheckedReader(
+            protocol._payload_parser, self._reader, FrameCheck(self._frame_limit)
+        )
 
     async def reject(self, response: Response) -> None:
         self._response = _aiohttp_response(response)
@@ -245,6 +261,41 @@ class AiohttpTransport:
                     await self._ws.close()
                 except (*_NETWORK_ERRORS, asyncio.CancelledError):
                     pass
+
+
+class _CheckedReader:
+    """aiohttp's frame reader, fed only what the core's `FrameCheck` passed.
+
+    On a violation, the frames before the offending one are still parsed and
+    their messages queued; the error is queued after them, so the handler
+    answers them before the core fails the connection. Nothing more is read.
+    """
+
+    def __init__(self, reader: _FrameReader, queue: WebSocketDataQueue, check: FrameCheck) -> None:
+        self._reader = reader
+        self._queue = queue
+        self._check = check
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._check.violation is not None:
+            return False, b""  # the core is failing the connection
+        violation = self._check.feed(data)
+        if violation is None:
+            return self._reader.feed_data(data)
+        if violation.frame_start > 0:
+            self._reader.feed_data(data[: violation.frame_start])
+        if self._queue.exception() is None:
+            self._queue.set_exception(WebSocketError(violation.code, violation.reason))
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+class _FrameReader(Protocol):
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]: ...
+
+    def feed_eof(self) -> None: ...
 
 
 def _core_request(request: web.Request) -> Request:

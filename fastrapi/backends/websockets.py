@@ -8,9 +8,10 @@ handler calls ``accept()`` (then ``select_subprotocol`` returns its choice and
 
 Settings mapping: ``max_message_size`` is ``max_size`` (the library closes
 with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
-``close_timeout`` is ``close_timeout``; ``compression`` turns on the library's
-permessage-deflate (a 12-bit window, memLevel 5; ``max_size`` counts inflated
-bytes). ``open_timeout`` is ``open_timeout``.
+``write_limit`` is ``write_limit``; ``close_timeout`` is ``close_timeout``;
+``compression`` turns on the library's permessage-deflate (a 12-bit window,
+memLevel 5; ``max_size`` counts inflated bytes). ``open_timeout`` is
+``open_timeout``. ``max_frame_size`` is the core's `FrameCheck`.
 Its own keepalive pings and the ``Server`` header are off. The library answers
 pings itself, so the core never sees them. It parses requests with its own
 limits (8192-byte lines, 128 headers) rather than ``max_request_size``; a
@@ -43,7 +44,9 @@ from websockets.typing import Subprotocol
 
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.settings import Settings
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
 
 
@@ -54,17 +57,36 @@ class _ServerProtocol(ServerProtocol):
     frames come between fragments (Autobahn case 7.1.5), and the library
     would answer such a Close with 1002 instead of completing the handshake.
 
+    Every chunk read once the connection is open goes through the core's
+    `FrameCheck` first: the library checks a text message's UTF-8 only when
+    the message is complete, the check fails it at the first bad byte
+    (Autobahn 6.4), and refuses a frame over ``max_frame_size`` from its
+    header.
+
     A protocol error found while reading is held back instead of answered at
     once: the messages that came before it are still delivered, and
     `WebsocketsTransport` reports the error to the core, which fails the
     connection once the handler has answered them (Autobahn 3.x, 4.x, 5.15).
     """
 
+    check: FrameCheck | None = None  # set once the transport exists, before the 101
     failure: tuple[int, str] | None = None
     on_failure: Callable[[], None] | None = None
     _parsing = False
 
     def receive_data(self, data: bytes | bytearray) -> None:
+        check = self.check
+        if check is not None and self.state is State.OPEN and self.failure is None:
+            violation = check.feed(bytes(data))
+            if violation is not None:
+                # Parse the frames before the offending one; fail after them.
+                self._parse(data[: max(violation.frame_start, 0)])
+                if self.failure is None and self.state is State.OPEN:
+                    self._hold(violation.code, violation.reason)
+                return
+        self._parse(data)
+
+    def _parse(self, data: bytes | bytearray) -> None:
         self._parsing = True
         try:
             super().receive_data(data)
@@ -81,6 +103,9 @@ class _ServerProtocol(ServerProtocol):
         if not held_back or self.failure is not None:
             super().fail(code, reason)
             return
+        self._hold(code, reason)
+
+    def _hold(self, code: int, reason: str) -> None:
         self.failure = (int(code), reason)
         self.parser = self._ignore()  # read nothing more (RFC 6455 section 7.1.7)
         next(self.parser)
@@ -154,6 +179,7 @@ class WebsocketsBackend:
                 close_timeout=settings.close_timeout,
                 max_size=settings.max_message_size,
                 max_queue=settings.max_queue,
+                write_limit=settings.write_limit,
                 create_connection=_ServerConnection,
             )
             task_status.started(WebsocketsServer(server))
@@ -175,7 +201,7 @@ class WebsocketsBackend:
         if not core_request.is_upgrade:
             response = await self.app.handle_http(core_request)
             return _library_response(response, head_only=request.method == "HEAD")
-        transport = WebsocketsTransport(core_request, connection, self.app.settings.close_timeout)
+        transport = WebsocketsTransport(core_request, connection, self.app.settings)
         self._transports[connection] = transport
         self._sessions.start_soon(self._session, transport)
         await transport.decided.wait()
@@ -215,10 +241,10 @@ class WebsocketsBackend:
 class WebsocketsTransport:
     """The core's `Transport` over one websockets connection."""
 
-    def __init__(self, request: Request, connection: ServerConnection, close_timeout: float) -> None:
+    def __init__(self, request: Request, connection: ServerConnection, settings: Settings) -> None:
         self.request = request
         self.connection = connection
-        self._close_timeout = close_timeout
+        self._close_timeout = settings.close_timeout
         self.decided = anyio.Event()
         self.opened = anyio.Event()
         self.done = anyio.Event()
@@ -229,6 +255,7 @@ class WebsocketsTransport:
         self._waiting: anyio.CancelScope | None = None  # receive() waiting for a message
         self._protocol = cast(_ServerProtocol, connection.protocol)
         self._protocol.on_failure = self._wake
+        self._protocol.check = FrameCheck(settings.frame_limit)
 
     def finished(self) -> None:
         self.decided.set()  # a session that ends undecided was aborted

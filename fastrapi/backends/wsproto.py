@@ -9,7 +9,10 @@ Settings mapping: ``max_request_size`` is h11's ``max_incomplete_event_size``
 message size limit of its own; it hands over frame payloads as they arrive,
 so the core's ``max_message_size`` check sees
 an oversized message before it is buffered whole. With ``compression`` on,
-permessage-deflate is negotiated with `BoundedPerMessageDeflate`.
+permessage-deflate is negotiated with `BoundedPerMessageDeflate`. Every chunk
+read goes through the core's `FrameCheck` first (the frame size limit);
+wsproto checks UTF-8 as text arrives itself. ``write_limit`` is the socket
+transport's write buffer high-water mark, which anyio's ``send`` waits on.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
 
@@ -106,6 +110,7 @@ class WsprotoBackend:
                 pass  # stop_accepting() closed the listener; connections go on
 
     async def _connection(self, stream: SocketStream) -> None:
+        _limit_writes(stream, self.app.settings.write_limit)
         try:
             await HTTPConnection(self.app, stream).run()
         finally:
@@ -191,6 +196,7 @@ class WsprotoTransport:
         self._head = head
         self._protocol = WSConnection(ConnectionType.SERVER)
         self._trailing = trailing
+        self._check = FrameCheck(http.app.settings.frame_limit, check_text=False)  # wsproto checks text
         self._pending: deque[Event] = deque()
         self._write_lock = anyio.Lock(fast_acquire=True)  # receive() writes too (Close replies)
         self._close_event: ws.CloseConnection | None = None
@@ -234,6 +240,16 @@ class WsprotoTransport:
         return self._pending.popleft()
 
     def _feed(self, data: bytes | None) -> None:
+        violation = self._check.feed(data) if data else None
+        if violation is not None:
+            self._parse(data[: max(violation.frame_start, 0)] if data else None)
+            if not self._failed and self._close_event is None:
+                self._pending.append(ProtocolError(violation.code, violation.reason))
+                self._failed = True
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes | None) -> None:
         protocol = self._protocol
         protocol.receive_data(data)
         pending = self._pending
@@ -311,6 +327,16 @@ async def _aclose(stream: SocketStream) -> None:
             await stream.aclose()
         except OSError:
             pass
+
+
+def _limit_writes(stream: SocketStream, high_water: int) -> None:
+    # anyio's send() waits while the asyncio transport's buffer is over its
+    # high-water mark; anyio offers no setting for the mark, so set it on
+    # the transport (a quarter of it is where writing resumes, as asyncio's).
+    transport = getattr(stream, "_transport", None)
+    set_limits = getattr(transport, "set_write_buffer_limits", None)
+    if set_limits is not None:
+        set_limits(high=high_water)
 
 
 def _peer(stream: SocketStream) -> Address | None:

@@ -19,9 +19,17 @@ class Settings:
         max_message_size: largest message accepted, in bytes, counted after
             fragments are joined. A bigger one closes the connection with 1009
             before it is buffered whole.
+        max_frame_size: largest payload of one data frame, in bytes, as it
+            arrives (compressed, if it is). A bigger frame closes the
+            connection with 1009 as soon as its header is read, before any of
+            its payload. None (the default) means ``max_message_size``.
         max_queue: messages received but not yet read by the handler. When
             full, the server stops reading that socket, so TCP pushes back on
             the client instead of memory growing.
+        write_limit: high-water mark of a connection's outgoing buffer, in
+            bytes. A ``send_*`` that finds more than this not yet taken by the
+            network waits for it to drain, so a client that reads slowly slows
+            its handler down instead of making the server buffer for it.
         max_request_size: largest opening HTTP request (request line and
             headers) a backend buffers while it arrives, in bytes.
         max_line_size: longest request line or header line, in bytes; a
@@ -58,7 +66,9 @@ class Settings:
     """
 
     max_message_size: int = 1 * MiB
+    max_frame_size: int | None = None
     max_queue: int = 16
+    write_limit: int = 32 * 1024
     max_request_size: int = 16 * 1024
     max_line_size: int = 8192
     max_headers: int = 128
@@ -76,10 +86,21 @@ class Settings:
             if isinstance(self.allowed_origins, str):
                 raise TypeError('allowed_origins takes a sequence of origins, e.g. ("https://example.com",)')
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
-        for name in ("max_message_size", "max_queue", "max_request_size", "max_line_size", "max_headers"):
+        for name in (
+            "max_message_size",
+            "max_queue",
+            "write_limit",
+            "max_request_size",
+            "max_line_size",
+            "max_headers",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if self.max_frame_size is not None and (
+            not isinstance(self.max_frame_size, int) or self.max_frame_size < 1
+        ):
+            raise ValueError(f"max_frame_size must be a positive int or None, not {self.max_frame_size!r}")
         for name in ("open_timeout", "close_timeout", "shutdown_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
@@ -88,3 +109,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or value <= 0):
                 raise ValueError(f"{name} must be a number of seconds > 0 or None, not {value!r}")
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest data frame accepted: ``max_frame_size``, else ``max_message_size``."""
+        return self.max_message_size if self.max_frame_size is None else self.max_frame_size
