@@ -89,7 +89,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = STARTUP_TIMEOUT) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -104,9 +104,10 @@ def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = ST
 
 @dataclass
 class ExampleServer:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     port: int
-    output: str = ""  # stdout and stderr, once stopped
+    log: Path  # stdout and stderr go to a file: a pipe nobody reads would fill and block the server
+    output: str = ""  # the log, once stopped
 
     @property
     def url(self) -> str:
@@ -117,11 +118,13 @@ class ExampleServer:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         try:
-            self.output, _ = self.process.communicate(timeout=STOP_TIMEOUT)
+            self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.output, _ = self.process.communicate()
+            self.process.wait()
             raise
+        finally:
+            self.output = self.log.read_text(errors="replace")
         return self.process.returncode
 
 
@@ -151,15 +154,16 @@ def run_script(
     port = free_port()
     script = tmp_path / name
     script.write_text(render(port))
-    process = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = ExampleServer(process, port)
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = ExampleServer(process, port, log)
     try:
         wait_for_port(port, process)
         yield server
@@ -169,8 +173,8 @@ def run_script(
                 server.stop(stop_signal)
             except subprocess.TimeoutExpired:
                 pass
-        elif not server.output:  # exited by itself: keep what it said
-            server.output, _ = process.communicate()
+        else:  # exited by itself: keep what it said
+            server.output = log.read_text(errors="replace")
 
 
 @contextmanager

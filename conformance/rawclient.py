@@ -41,9 +41,30 @@ class RawClient:
         self.reader = BufferedByteReceiveStream(stream)
 
     @classmethod
-    async def open(cls, port: int, request: bytes) -> tuple[RawClient, bytes]:
-        """Connect, send ``request`` as is, return the client and the response head."""
-        stream = await anyio.connect_tcp("127.0.0.1", port)
+    async def open(
+        cls, port: int, request: bytes, small_receive_buffer: bool = False
+    ) -> tuple[RawClient, bytes]:
+        """Connect, send ``request`` as is, return the client and the response head.
+
+        ``small_receive_buffer`` keeps the kernel from buffering much for a
+        client that stops reading (it is fixed before connecting, so TCP
+        advertises a small window).
+        """
+        if small_receive_buffer:
+            sock = socket.socket()
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                try:
+                    sock.connect(("127.0.0.1", port))
+                except BlockingIOError:
+                    await anyio.wait_writable(sock)
+                stream = await SocketStream.from_socket(sock)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            stream = await anyio.connect_tcp("127.0.0.1", port)
         client = cls(stream)
         try:
             await stream.send(request)
@@ -54,7 +75,9 @@ class RawClient:
         return client, head
 
     @classmethod
-    async def upgrade(cls, port: int, path: str = "/", extra: str = "") -> RawClient:
+    async def upgrade(
+        cls, port: int, path: str = "/", extra: str = "", small_receive_buffer: bool = False
+    ) -> RawClient:
         """Connect and complete a WebSocket handshake; raises unless the answer is 101."""
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
@@ -62,7 +85,7 @@ class RawClient:
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"{extra}\r\n"
         ).encode()
-        client, head = await cls.open(port, request)
+        client, head = await cls.open(port, request, small_receive_buffer)
         if not head.startswith(b"HTTP/1.1 101"):
             await client.stream.aclose()
             raise AssertionError(f"handshake refused: {head!r}")

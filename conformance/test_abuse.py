@@ -56,8 +56,8 @@ async def talker(ws):
     try:
         while True:  # sends to a client that reads nothing
             await ws.send_text(chunk)
-    except WebSocketDisconnect:
-        print("talker: disconnected", flush=True)
+    except WebSocketDisconnect as end:
+        print("talker: disconnected", end.code, flush=True)
 
 app.serve("127.0.0.1", {port}, backend={backend!r})
 """
@@ -128,8 +128,11 @@ async def test_an_oversized_frame_is_refused_before_it_is_buffered(backend: str,
         with anyio.fail_after(GUARD):
             async with under_attack(server) as memory:
                 async with await RawClient.upgrade(server.port, "/") as raw:
-                    # One frame of 1.5 MiB: over the 1 MiB limit on its own.
-                    await raw.send_frame(BINARY, b"\x00" * (3 * MiB // 2))
+                    # A frame announcing 1.5 MiB, over the 1 MiB limit on its own,
+                    # and 64 KiB of its payload: the rest never comes, the server
+                    # must refuse it from what it has.
+                    header = bytes([0x82, 0xFF]) + (3 * MiB // 2).to_bytes(8) + b"mask"
+                    await raw.stream.send(header + b"\x00" * 65536)
                     close = await raw.receive_close()
             assert close.close_code == 1009
     print(f"{backend}: oversized frame -> {close.close_code}, peak growth {memory.growth / MiB:.1f} MiB")
@@ -177,12 +180,22 @@ async def test_a_ping_flood_is_answered_without_growth(backend: str, tmp_path: P
 
 
 async def test_a_client_that_never_reads_costs_bounded_memory(backend: str, tmp_path: Path) -> None:
+    # The handler's sends wait at write_limit; the keepalive ping gets no pong,
+    # so the server closes with 1011 and drops the connection by itself, and
+    # the waiting send fails with WebSocketDisconnect.
     with server_process(backend, tmp_path) as server:
+        pid = server.process.pid
         with anyio.fail_after(GUARD):
             async with under_attack(server) as memory:
-                async with await RawClient.upgrade(server.port, "/talker"):
-                    await anyio.sleep(1.5)  # the handler sends; nothing is read
-    print(f"{backend}: never-reading client, peak growth {memory.growth / MiB:.1f} MiB")
+                before = fds(pid)
+                async with await RawClient.upgrade(server.port, "/talker", small_receive_buffer=True):
+                    for _ in range(200):  # ping_interval + ping_timeout + close_timeout = 2.5 s
+                        await anyio.sleep(0.05)
+                        if fds(pid) <= before:
+                            break
+                    assert fds(pid) <= before, "the server kept a connection that stopped reading"
+    assert "talker: disconnected 1011" in server.output, server.output
+    print(f"{backend}: never-reading client -> dropped, peak growth {memory.growth / MiB:.1f} MiB")
 
 
 async def test_many_connections_dropped_mid_message_leak_nothing(backend: str, tmp_path: Path) -> None:
@@ -191,9 +204,9 @@ async def test_many_connections_dropped_mid_message_leak_nothing(backend: str, t
         with anyio.fail_after(GUARD * 3):
             async with under_attack(server):
                 before = fds(pid)
-                for _batch in range(10):
+                for _batch in range(20):  # 1,000 connections in all
                     async with anyio.create_task_group() as tg:
-                        for _ in range(30):
+                        for _ in range(50):
                             tg.start_soon(_drop_mid_message, server.port)
                 for _ in range(100):  # the server closes its side in its own time
                     if fds(pid) <= before:

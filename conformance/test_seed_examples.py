@@ -11,10 +11,8 @@ in-process.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import importlib.util
 import json
-import os
 import re
 import types
 from collections.abc import Awaitable
@@ -43,35 +41,33 @@ async def recv_json(ws: ClientConnection) -> Any:
 
 
 class Output:
-    """What a running example prints, read as it comes.
-
-    It reads the pipe's file descriptor itself (no buffered reader), so
-    whatever it has not read is still there for `ExampleServer.stop`.
-    """
+    """What a running example prints, read from its log as it comes."""
 
     def __init__(self, server: ExampleServer) -> None:
         self.server = server
-        self.text = ""
         self._position = 0
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     async def wait_for(self, text: str) -> None:
-        """Read until ``text`` appears after what earlier waits found."""
-        stdout = self.server.process.stdout
-        assert stdout is not None
-        while (found := self.text.find(text, self._position)) < 0:
-            chunk = await anyio.to_thread.run_sync(os.read, stdout.fileno(), 65536, abandon_on_cancel=True)
-            if not chunk:
+        """Wait until ``text`` appears after what earlier waits found (30 s at most)."""
+        for _ in range(1500):
+            found = self.server.log.read_text(errors="replace").find(text, self._position)
+            if found >= 0:
+                self._position = found + len(text)
+                return
+            if self.server.process.poll() is not None:
                 raise AssertionError(f"the server exited before printing {text!r}:\n{self.text}")
-            self.text += self._decoder.decode(chunk)
-        self._position = found + len(text)
+            await anyio.sleep(0.02)
+        raise AssertionError(f"the server did not print {text!r} within 30 s:\n{self.text}")
+
+    @property
+    def text(self) -> str:
+        return self.server.log.read_text(errors="replace")
 
     def stop(self) -> str:
         """Stop the server with SIGINT, check that it exits with 0; all its output."""
         code = self.server.stop()
-        output = self.text + self._decoder.decode(b"", final=True) + self.server.output
-        assert code == 0, output
-        return output
+        assert code == 0, self.server.output
+        return self.server.output
 
 
 # The access log line a session writes once its handler has returned.

@@ -405,6 +405,59 @@ async def test_a_message_over_max_message_size_closes_with_1009(backend: str) ->
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+async def test_a_frame_over_max_frame_size_closes_with_1009_from_its_header(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, max_frame_size=1000) as (url, port, _record):
+            async with client(f"{url}/echo") as ws:  # many frames of at most 1000 bytes: fine
+                await ws.send([b"\x07" * 1000] * 5)
+                assert await ws.recv() == b"\x07" * 5000
+            async with await RawClient.upgrade(port, "/echo") as raw:
+                await raw.send_frame(BINARY, b"\x08" * 500)
+                frame = await raw.receive_frame()
+                assert frame.payload == b"\x08" * 500
+                # The header of a 1001-byte frame, and none of its payload.
+                await raw.stream.send(bytes([0x82, 0xFE]) + (1001).to_bytes(2) + b"mask")
+                close = await raw.receive_close()
+    assert close.close_code == 1009
+
+
+async def test_write_limit_is_what_a_reader_that_stalls_makes_the_server_buffer(backend: str) -> None:
+    # A client that reads nothing: the handler's sends return while the
+    # server may buffer more, then wait. The kernel's socket buffers take
+    # their share either way, so compare a small and a large write_limit:
+    # the large one lets the handler get megabytes further.
+    sent = {}
+    for limit in (16 * 1024, 8 * MiB):
+        sent[limit] = await _bytes_sent_to_a_stalled_reader(backend, limit)
+    assert sent[8 * MiB] - sent[16 * 1024] > 4 * MiB, sent
+
+
+async def _bytes_sent_to_a_stalled_reader(backend: str, write_limit: int) -> int:
+    chunk = b"\x09" * 65536
+    progress = [0]
+    app = FastrAPI(write_limit=write_limit, ping_interval=None, close_timeout=0.5)
+
+    @app.websocket("/flood")
+    async def flood(ws: WebSocket) -> None:
+        await ws.accept()
+        for _ in range(256):  # 16 MiB at most
+            await ws.send_bytes(chunk)
+            progress[0] += len(chunk)
+
+    with anyio.fail_after(GUARD * 2):
+        async with serving(app, backend) as url:
+            port = int(url.rsplit(":", 1)[1])
+            async with await RawClient.upgrade(port, "/flood", small_receive_buffer=True):
+                last, still = -1, 0
+                for _ in range(200):  # until the handler has been stuck for 0.5 s
+                    await anyio.sleep(0.05)
+                    still = still + 1 if progress[0] == last else 0
+                    last = progress[0]
+                    if still == 10 or last == 256 * len(chunk):
+                        break
+                return last
+
+
 @pytest.mark.parametrize("enabled", [True, False], ids=["compression", "no-compression"])
 async def test_compression_is_negotiated_only_when_enabled(backend: str, enabled: bool) -> None:
     text = "a fairly compressible sentence, said again and again. " * 10_000

@@ -21,9 +21,10 @@ Every chunk read once the connection is open goes through the core's
 `FrameCheck` before aiohttp's frame reader (`_CheckedReader`): aiohttp
 checks a text message's UTF-8 only once the message is whole and accepts
 unmasked frames; the check fails those at the first bad byte (Autobahn 6.4)
-and refuses frames over ``max_frame_size`` from their header. ``write_limit``
-is ``writer_limit``: the writer waits for the socket to drain after that many
-bytes. Its request parser is given twice the core's ``max_line_size`` and
+and refuses frames over ``max_frame_size`` from their header.
+``write_limit`` is ``writer_limit`` and the socket transport's high-water
+mark: the writer waits for the drain once the transport's buffer is over it.
+Its request parser is given twice the core's ``max_line_size`` and
 ``max_headers``, so the core answers oversized heads (414/431); beyond twice
 those, aiohttp answers 400 itself. It has no ``max_request_size`` knob.
 """
@@ -40,6 +41,7 @@ from aiohttp._websocket.reader import WebSocketDataQueue
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict
 
+from fastrapi.backends._sockets import drop
 from fastrapi.core.codes import is_sendable
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
@@ -162,6 +164,9 @@ class AiohttpTransport:
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
         self._reader = ws._reader  # see receive()
+        transport = self._web_request.transport
+        if transport is not None:  # the writer waits while this buffer is over the mark
+            transport.set_write_buffer_limits(high=self._write_limit)
         protocol = self._web_request.protocol
         assert self._reader is not None and protocol._payload_parser is not None
         protocol._payload_parser = _CheckedReader(
@@ -251,9 +256,7 @@ class AiohttpTransport:
             pass  # the peer is gone; receive() reports it
 
     async def abort(self) -> None:
-        transport = self._web_request.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        drop(self._web_request.transport, self._close_timeout)
         if self._ws is not None and not self._ws.closed:
             # Marks the response closed; with TCP already closing it sends nothing.
             with anyio.CancelScope(shield=True):

@@ -42,6 +42,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from fastrapi.backends._sockets import drop
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
@@ -337,16 +338,7 @@ class WebsocketsTransport:
         await self.connection.close(code, reason)
 
     async def abort(self) -> None:
-        transport = self.connection.transport
-        if transport is None or transport.is_closing():
-            return
-        if transport.get_write_buffer_size():
-            # Frames still queued (a Close, say) go out first; a peer that
-            # reads nothing is cut off after close_timeout all the same.
-            transport.close()
-            asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
-        else:
-            transport.abort()
+        drop(self.connection.transport, self._close_timeout)
 
 
 async def _set_then_cancel(event: anyio.Event, race: TaskGroup) -> None:

@@ -291,8 +291,13 @@ class Bridge:
     async def _ping_within(self, data: bytes, timeout: float | None) -> None:
         waiter = self._pongs[data] = _PongWaiter()
         try:
-            async with self._send_lock:
-                await self._send_frame(Ping(data))
+            # The timeout runs from here: a peer that reads nothing keeps a
+            # send stuck and the lock held, and the ping never even goes out.
+            with anyio.move_on_after(timeout) as sending:
+                async with self._send_lock:
+                    await self._send_frame(Ping(data))
+            if sending.cancelled_caught:
+                raise TimeoutError
             while not waiter.arrived.is_set():
                 with anyio.move_on_after(timeout):
                     await waiter.arrived.wait()

@@ -1,0 +1,19 @@
+"""What the asyncio-based backends share about dropping a connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def drop(transport: asyncio.BaseTransport | None, grace: float) -> None:
+    """Close ``transport`` now, letting frames still queued (a Close, say) go out
+    first for at most ``grace`` seconds; a peer that reads nothing is cut off
+    then all the same. Idempotent.
+    """
+    if transport is None or transport.is_closing():
+        return
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        transport.close()  # asyncio closes the socket only once the buffer is flushed
+        asyncio.get_running_loop().call_later(grace, transport.abort)
+    else:
+        transport.close()
