@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conformance.conftest import serving
-from conformance.rawclient import BINARY, CONTINUATION, PING, PONG, TEXT, RawClient
+from conformance.rawclient import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient
 from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect, WebSocketException
 
 pytestmark = pytest.mark.anyio
@@ -138,6 +138,18 @@ def make_app(record: Record, **settings_: Any) -> FastrAPI:
             for name in range(tasks):
                 tg.start_soon(sender, name)
         await ws.close()
+
+    @app.websocket("/fragments/{how}")
+    async def fragments(ws: WebSocket, how: str) -> None:
+        async def parts() -> AsyncIterator[str]:
+            yield "frag"
+            yield "mented 😀"
+            if how == "raise":
+                raise OSError("the source went away")
+
+        await ws.accept()
+        await ws.send_fragments(parts())
+        await ws.receive_text()
 
     @app.websocket("/slow")
     async def slow(ws: WebSocket) -> None:
@@ -403,6 +415,30 @@ async def test_a_message_over_max_message_size_closes_with_1009(backend: str) ->
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_a_fragmented_send_arrives_as_one_message(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, compression=True) as (url, port, _record):
+            async with connect(f"{url}/fragments/ok", compression="deflate") as ws:
+                assert [extension.name for extension in ws.protocol.extensions] == ["permessage-deflate"]
+                assert await ws.recv() == "fragmented 😀"
+            async with await RawClient.upgrade(port, "/fragments/ok") as raw:
+                frames = [await raw.receive_frame() for _ in range(3)]
+                assert [(f.fin, f.opcode) for f in frames] == [(False, TEXT), (False, 0), (True, 0)]
+                assert b"".join(f.payload for f in frames).decode() == "fragmented 😀"
+                assert (await raw.close_handshake()).close_code == 1000
+
+
+async def test_a_fragmented_send_that_raises_midway_closes_with_1011(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend) as (_url, port, _record):
+            async with await RawClient.upgrade(port, "/fragments/raise") as raw:
+                first, second = await raw.receive_frame(), await raw.receive_frame()
+                assert (first.fin, first.opcode, second.fin, second.opcode) == (False, TEXT, False, 0)
+                close = await raw.receive_frame()
+                assert close.opcode == CLOSE
+                assert (close.close_code, close.close_reason) == (1011, "a fragmented message was abandoned")
 
 
 async def test_a_frame_over_max_frame_size_closes_with_1009_from_its_header(backend: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -320,6 +320,116 @@ async def test_fragments_are_joined() -> None:
             assert await client.receive() == TextMessage("abc😀")
             assert await client.receive() == BytesMessage(b"\x00\x01")
             await client.close()
+
+
+async def test_send_fragments_sends_each_fragment_as_it_comes() -> None:
+    produced = []
+
+    async def parts() -> AsyncIterator[str]:
+        for part in ("stream", "ed ", "😀"):
+            produced.append(part)
+            yield part
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_fragments(parts())
+        await ws.send_fragments([b"\x00", bytearray(b"\x01")])  # a sync iterable, bytes-like
+        await ws.send_fragments([])  # nothing at all
+        await ws.send_text("whole")
+        await ws.close()
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws") as client:
+            await handshake(client)
+            assert await client.receive() == TextMessage("stream", final=False)
+            assert await client.receive() == TextMessage("ed ", final=False)
+            assert await client.receive() == TextMessage("😀", final=False)
+            assert await client.receive() == TextMessage("", final=True)  # the end of the message
+            assert await client.receive() == BytesMessage(b"\x00", final=False)
+            assert await client.receive() == BytesMessage(b"\x01", final=False)
+            assert await client.receive() == BytesMessage(b"", final=True)
+            assert await client.receive() == TextMessage("whole")
+            assert await client.receive() == Closed(1000)
+
+
+async def test_other_messages_wait_for_a_fragmented_one_but_pongs_do_not() -> None:
+    release = anyio.Event()
+
+    async def parts() -> AsyncIterator[str]:
+        yield "first "
+        await release.wait()
+        yield "second"
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.send_fragments, parts())
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ws.send_text, "after")
+        await ws.close()
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws") as client:
+            await handshake(client)
+            assert await client.receive() == TextMessage("first ", final=False)
+            await client.send(Ping(b"between"))
+            assert await client.receive() == Pong(b"between")  # a control frame between fragments
+            release.set()
+            assert await client.receive() == TextMessage("second", final=False)
+            assert await client.receive() == TextMessage("", final=True)
+            assert await client.receive() == TextMessage("after")
+
+
+async def test_a_fragmented_send_that_raises_midway_closes_with_1011() -> None:
+    caught: list[BaseException] = []
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"half a message"
+        raise OSError("the file went away")
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await ws.send_fragments(parts())
+        except OSError as error:
+            caught.append(error)
+        with pytest.raises(WebSocketDisconnect) as ended:  # the message can never be finished
+            await ws.send_text("more")
+        caught.append(ended.value)
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws") as client:
+            await handshake(client)
+            assert await client.receive() == BytesMessage(b"half a message", final=False)
+            assert await client.receive() == Closed(1011, "a fragmented message was abandoned")
+            await client.close(1011)
+    assert isinstance(caught[0], OSError)
+    assert isinstance(caught[1], WebSocketDisconnect) and caught[1].code == 1011
+
+
+async def test_send_fragments_checks_what_it_is_given() -> None:
+    errors: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        for fragments in ("a whole str", b"whole bytes", [1, 2]):
+            try:
+                await ws.send_fragments(fragments)  # type: ignore[arg-type]
+            except TypeError as error:
+                errors.append(str(error))
+        try:
+            await ws.send_fragments(["text", b"then bytes"])  # type: ignore[list-item]
+        except TypeError as error:
+            errors.append(str(error))
+
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app_with(handler), "/ws") as client:
+            await handshake(client)
+            assert await client.receive() == TextMessage("text", final=False)
+            assert await client.receive() == Closed(1011, "a fragmented message was abandoned")
+            await client.close(1011)
+    assert "use send_text() or send_bytes()" in errors[0] and "single bytes" in errors[1]
+    assert "not int" in errors[2] and "all str or all bytes" in errors[3]
 
 
 @pytest.mark.parametrize("fragmented", [False, True])

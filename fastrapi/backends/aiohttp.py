@@ -138,6 +138,7 @@ class AiohttpTransport:
         self._ws: web.WebSocketResponse | None = None
         self._reader: WebSocketDataQueue | None = None
         self._close_sent = False
+        self._fragmenting = False  # a fragmented message is being sent
 
     def prepared(self) -> web.StreamResponse:
         """What aiohttp's handler returns: the response the session prepared."""
@@ -228,7 +229,9 @@ class AiohttpTransport:
         ws = self._ws
         assert ws is not None, "send() before accept()"
         try:
-            if isinstance(event, TextMessage):
+            if isinstance(event, TextMessage | BytesMessage) and (self._fragmenting or not event.final):
+                await self._send_fragment(ws, event)
+            elif isinstance(event, TextMessage):
                 await ws.send_str(event.data)
             elif isinstance(event, BytesMessage):
                 await ws.send_bytes(event.data)
@@ -238,6 +241,24 @@ class AiohttpTransport:
                 await ws.pong(event.data)
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
+
+    async def _send_fragment(self, ws: web.WebSocketResponse, event: Message) -> None:
+        # aiohttp's writer sets FIN on every frame, so fragments are framed
+        # here (uncompressed, which RFC 7692 allows for any message) and
+        # written with the same flow control as its own frames.
+        writer = ws._writer
+        assert writer is not None
+        if isinstance(event, TextMessage):
+            opcode, payload = WSMsgType.TEXT.value, event.data.encode()
+        else:
+            opcode, payload = WSMsgType.BINARY.value, event.data
+        if self._fragmenting:
+            opcode = WSMsgType.CONTINUATION.value
+        first = (0x80 if event.final else 0) | opcode
+        writer.transport.write(_frame_header(first, len(payload)) + payload)
+        self._fragmenting = not event.final
+        if writer.protocol._paused:
+            await writer.protocol._drain_helper()
 
     async def close(self, code: int, reason: str) -> None:
         # Only the frame: receive() sees the peer's answer and closes TCP.
@@ -299,6 +320,15 @@ class _FrameReader(Protocol):
     def feed_data(self, data: bytes) -> tuple[bool, bytes]: ...
 
     def feed_eof(self) -> None: ...
+
+
+def _frame_header(first: int, length: int) -> bytes:
+    """A server frame's header (RFC 6455 section 5.2): server frames are not masked."""
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
 
 
 def _core_request(request: web.Request) -> Request:

@@ -253,6 +253,7 @@ class WebsocketsTransport:
         self.subprotocol: str | None = None
         self.extra_headers: list[tuple[str, str]] = []
         self._pongs: deque[bytes] = deque()  # arrived, not reported yet
+        self._fragmenting = False  # a fragmented message is being sent
         self._waiting: anyio.CancelScope | None = None  # receive() waiting for a message
         self._protocol = cast(_ServerProtocol, connection.protocol)
         self._protocol.on_failure = self._wake
@@ -312,7 +313,10 @@ class WebsocketsTransport:
     async def send(self, event: Message | Ping | Pong) -> None:
         try:
             if isinstance(event, TextMessage | BytesMessage):
-                await self.connection.send(event.data)
+                if event.final and not self._fragmenting:
+                    await self.connection.send(event.data)
+                else:
+                    await self._send_fragment(event)
             elif isinstance(event, Ping):
                 waiter = asyncio.ensure_future(await self.connection.ping(event.data))
                 waiter.add_done_callback(functools.partial(self._acknowledged, event.data))
@@ -320,6 +324,20 @@ class WebsocketsTransport:
                 await self.connection.pong(event.data)
         except ConnectionClosed as closed:
             raise TransportClosed(str(closed)) from closed
+
+    async def _send_fragment(self, event: Message) -> None:
+        # The library's own fragmented send takes an iterable it drives
+        # itself; the core hands over one fragment at a time instead.
+        data = event.data.encode() if isinstance(event, TextMessage) else event.data
+        protocol = self.connection.protocol
+        async with self.connection.send_context():
+            if self._fragmenting:
+                protocol.send_continuation(data, fin=event.final)
+            elif isinstance(event, TextMessage):
+                protocol.send_text(data, fin=False)
+            else:
+                protocol.send_binary(data, fin=False)
+        self._fragmenting = not event.final
 
     def _acknowledged(self, data: bytes, done: asyncio.Future[float]) -> None:
         if not done.cancelled() and done.exception() is None:

@@ -288,10 +288,10 @@ class WsprotoTransport:
         if self._protocol.state is not ConnectionState.OPEN:
             raise TransportClosed("the WebSocket is closing")
         frame: ws.Event
-        if isinstance(event, TextMessage):
-            frame = ws.TextMessage(data=event.data)
+        if isinstance(event, TextMessage):  # wsproto makes later fragments continuations
+            frame = ws.TextMessage(data=event.data, message_finished=event.final)
         elif isinstance(event, BytesMessage):
-            frame = ws.BytesMessage(data=event.data)
+            frame = ws.BytesMessage(data=event.data, message_finished=event.final)
         elif isinstance(event, Ping):
             frame = ws.Ping(payload=event.data)
         else:

@@ -15,6 +15,7 @@ through one lock, so frames of two messages never interleave.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import anyio
@@ -85,6 +86,14 @@ class _PongWaiter:
     acknowledged: bool = False
 
 
+def _fragment(data: str | bytes, final: bool) -> Message:
+    if isinstance(data, str):
+        return TextMessage(data, final)
+    if isinstance(data, bytes | bytearray | memoryview):
+        return BytesMessage(bytes(data), final)
+    raise TypeError(f"a fragment is a str or bytes, not {type(data).__name__}")
+
+
 class Bridge:
     """Moves one connection's events between its transport and its handler."""
 
@@ -96,7 +105,10 @@ class Bridge:
         self._inbox_writer, self._inbox = anyio.create_memory_object_stream[Message | None](
             settings.max_queue
         )
-        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._send_lock = anyio.Lock(fast_acquire=True)  # one frame at a time on the wire
+        # One data message at a time: held across the fragments of a fragmented
+        # send, between which control frames (pongs, pings, Close) may still go.
+        self._message_lock = anyio.Lock(fast_acquire=True)
         self._receiving = False
         self._pongs: dict[bytes, _PongWaiter] = {}
         self._ended = anyio.Event()
@@ -165,8 +177,42 @@ class Bridge:
         Raises:
             WebSocketDisconnect: the connection is closing or gone.
         """
-        async with self._send_lock:
+        async with self._message_lock, self._send_lock:
             await self._send_frame(message)
+        self._last_message = anyio.current_time()
+
+    async def send_fragments(self, fragments: AsyncIterator[str | bytes]) -> None:
+        """Send one message, a fragment (a frame) for each item, as each comes.
+
+        An empty final frame ends the message (its length was not known in
+        advance). Other messages wait; control frames may go between fragments
+        (RFC 6455 section 5.4). Should ``fragments`` raise, or the call be
+        cancelled, after a fragment went out, the message can never be
+        finished: the connection is closed with 1011 and the error re-raised.
+
+        Raises:
+            TypeError: a fragment is neither str nor bytes, or differs in type from the first.
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        async with self._message_lock:
+            kind: type[Message] | None = None
+            try:
+                async for data in fragments:
+                    fragment = _fragment(data, final=False)
+                    if kind is None:
+                        kind = type(fragment)
+                    elif type(fragment) is not kind:
+                        raise TypeError("the fragments of one message must be all str or all bytes")
+                    async with self._send_lock:
+                        await self._send_frame(fragment)
+                if kind is not None:
+                    async with self._send_lock:
+                        await self._send_frame(TextMessage("") if kind is TextMessage else BytesMessage(b""))
+            except BaseException:
+                if kind is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self.start_close(CloseCode.INTERNAL_ERROR, "a fragmented message was abandoned")
+                raise
         self._last_message = anyio.current_time()
 
     async def _send_frame(self, event: Message | Ping | Pong) -> None:

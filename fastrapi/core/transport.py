@@ -85,7 +85,13 @@ class Transport(Protocol):
         ...
 
     async def send(self, event: Message | Ping | Pong) -> None:
-        """Send one whole message or control frame."""
+        """Send one message or control frame.
+
+        A message may come in fragments: events with ``final=False``, of
+        one type, then one with ``final=True``; the first is sent as a text
+        or binary frame, the rest as continuation frames (RFC 6455 section
+        5.4). Control frames may come between fragments; other messages not.
+        """
         ...
 
     async def close(self, code: int, reason: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from anyio.abc import TaskGroup
@@ -274,6 +274,33 @@ class WebSocket:
         else:
             raise ValueError(f'send_json() mode must be "text" or "binary", not {mode!r}')
 
+    async def send_fragments(
+        self, fragments: Iterable[str] | Iterable[bytes] | AsyncIterable[str] | AsyncIterable[bytes]
+    ) -> None:
+        """Send one message in fragments, each sent as soon as it is produced.
+
+        For a message too big to hold at once, or produced over time (a
+        file read in chunks, tokens as they are generated). All str makes a
+        text message, all bytes a binary one; an empty iterable sends
+        nothing. Other sends wait until the message is finished; the
+        client's pings are still answered meanwhile. If ``fragments``
+        raises after a fragment went out, the message can never be
+        finished: the connection is closed with 1011 and the error
+        propagates.
+
+        Raises:
+            TypeError: a fragment is neither str nor bytes, or not the type of the first.
+            WebSocketDisconnect: the connection is closing or gone.
+        """
+        if self._connection.check(Operation.SEND, "send_fragments()") is Verdict.DISCONNECTED:
+            raise self._bridge.disconnect_error()
+        if isinstance(fragments, str | bytes | bytearray | memoryview):
+            raise TypeError(
+                "send_fragments() takes an iterable of fragments, not a single "
+                f"{type(fragments).__name__}; use send_text() or send_bytes() for a whole message"
+            )
+        await self._bridge.send_fragments(_aiter(fragments))
+
     async def _send(self, message: Message, call: str) -> None:
         if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
             raise self._bridge.disconnect_error()
@@ -361,3 +388,12 @@ def _checked_headers(headers: Mapping[str, str] | HeaderList | None) -> list[tup
                 "pass subprotocol= to accept() to choose a subprotocol"
             )
     return items
+
+
+async def _aiter(items: Iterable[str | bytes] | AsyncIterable[str | bytes]) -> AsyncIterator[str | bytes]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
