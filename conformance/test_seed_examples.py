@@ -70,8 +70,8 @@ class Output:
         return self.server.output
 
 
-# The access log line a session writes once its handler has returned.
-SESSION_ENDED = '"WebSocket /ws"'
+# The log line a session writes once its handler has returned.
+SESSION_ENDED = '"WebSocket /ws" closed'
 
 
 def load_example(name: str) -> types.ModuleType:

@@ -1039,3 +1039,40 @@ async def test_idle_timeout_closes_a_quiet_connection_with_1001() -> None:
                 await anyio.sleep(0.05)
             assert await client.receive() == Closed(1001, "idle timeout")
     assert ends == [(1001, "idle timeout")]
+
+
+async def test_each_handshake_gets_an_access_line_when_answered_and_each_session_a_closing_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    accepted = anyio.Event()
+
+    async def handler(ws: WebSocket, room: str) -> None:
+        if room == "private":
+            await ws.deny(401)
+            return
+        await ws.accept()
+        accepted.set()
+        await ws.receive_text()
+        await ws.close(4000)
+
+    app = FastrAPI()
+    app.websocket("/room/{room}")(handler)
+    caplog.set_level(logging.INFO, logger="fastrapi")
+    with anyio.fail_after(GUARD):
+        async with memory_connection(app, "/room/private?x=1") as client:
+            await refusal(client)
+        async with memory_connection(app, "/room/lobby") as client:
+            await handshake(client)
+            await accepted.wait()
+            # Logged when the 101 went out, not when the session ends.
+            access = [r.getMessage() for r in caplog.records if r.name == "fastrapi.access"]
+            assert access[0].startswith('127.0.0.1:50000 - "WebSocket /room/private?x=1" 401 ')
+            assert access[1].startswith('127.0.0.1:50000 - "WebSocket /room/lobby" 101 ')
+            assert access[1].endswith("ms")
+            await client.send(TextMessage("bye"))
+            assert await client.receive() == Closed(4000)
+            await client.close(4000)
+    closing = [r.getMessage() for r in caplog.records if r.name == "fastrapi.websocket"]
+    expected = '127.0.0.1:50000 - "WebSocket /room/lobby" closed 4000 after '
+    assert any(line.startswith(expected) for line in closing), closing
+    assert not any("private" in line for line in closing)  # refused: never open, never closed

@@ -15,6 +15,7 @@ any other exception            HTTP 500, logged     close 1011, logged
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ import anyio
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
 from fastrapi.core.handshake import check_origin, check_size, check_upgrade
+from fastrapi.core.request import Request
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
@@ -67,12 +69,20 @@ async def run_session(
         return
     route, params = found
     async with anyio.create_task_group() as task_group:
-        ws = WebSocket(transport, settings, task_group, params)
+        log_answer = functools.partial(_log_access, transport, started=started)
+        ws = WebSocket(transport, settings, task_group, params, log_answer)
         on_open(ws, task_group.cancel_scope)
         task_group.start_soon(_drop_if_undecided, ws, settings.open_timeout - (time.monotonic() - started))
         try:
             await _run_handler(ws, route.call(ws, params))
-            _log_access(transport, ws.handshake_status or 0, started)
+            if ws.handshake_status == 101:
+                logger.info(
+                    '%s - "WebSocket %s" closed %s after %.1fs',
+                    _client(request),
+                    request.target,
+                    ws.close_code,
+                    time.monotonic() - started,
+                )
         except Exception:  # a transport that broke its contract: lose this connection only
             logger.exception("ending the connection to %s failed", request.client)
         finally:
@@ -124,13 +134,18 @@ async def _reject(transport: Transport, response: Response) -> None:
 
 
 def _log_access(transport: Transport, status: int, started: float) -> None:
+    # One line per handshake, once it is answered: the client, the target,
+    # the status (101 or the refusal) and how long the handshake took.
     if access_logger.isEnabledFor(logging.INFO):
         request = transport.request
-        client = f"{request.client.host}:{request.client.port}" if request.client else "-"
         access_logger.info(
             '%s - "WebSocket %s" %d %.1fms',
-            client,
+            _client(request),
             request.target,
             status,
             (time.monotonic() - started) * 1000,
         )
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "-"

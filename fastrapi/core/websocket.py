@@ -49,8 +49,10 @@ class WebSocket:
         settings: Settings,
         task_group: TaskGroup,
         path_params: Mapping[str, Any] | None = None,
+        on_answer: Callable[[int], None] | None = None,
     ) -> None:
         self.request: Request = transport.request
+        self._on_answer = on_answer  # told the handshake's status once it is on the wire
         self.path_params: dict[str, Any] = dict(path_params or {})
         self.subprotocol: str | None = None
         self.handshake_status: int | None = None  # 101, or the HTTP status that refused it
@@ -121,6 +123,8 @@ class WebSocket:
             lost = True
         self.subprotocol = subprotocol
         self.handshake_status = 101
+        if self._on_answer is not None:
+            self._on_answer(101)
         self._connection.apply(Transition.ACCEPT)
         # Started even when the client left: the pump then records the end at once.
         self._task_group.start_soon(self._bridge.pump)
@@ -149,6 +153,8 @@ class WebSocket:
         self.handshake_status = response.status
         with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
             await self._bridge.transport.reject(response)
+        if self._on_answer is not None:
+            self._on_answer(response.status)
 
     # -- receiving --------------------------------------------------------
 
