@@ -220,3 +220,17 @@ def test_a_header_split_across_chunks_is_reassembled() -> None:
     violation = check.feed(big[3:14])
     assert violation is not None
     assert (violation.code, violation.frame_start) == (1009, -3)
+
+
+def test_one_small_frame_per_chunk_is_still_held_to_every_rule() -> None:
+    # The cheap path for a chunk holding exactly one small frame.
+    violation = FrameCheck(10).feed(Frame(0x2, b"x" * 20).encode())
+    assert violation is not None and violation.code == 1009
+    violation = FrameCheck(MAX).feed(Frame(0x2, b"bare", masked=False).encode())
+    assert violation is not None and violation.code == 1002
+    violation = FrameCheck(MAX).feed(Frame(0x1, b"\xff", fin=False).encode())
+    assert violation is not None and violation.code == 1007
+    check = FrameCheck(MAX)  # a final fragment of a checked message is checked too
+    assert check.feed(Frame(0x1, b"ok", fin=False).encode()) is None
+    violation = check.feed(Frame(0x0, b"\xc0").encode())
+    assert violation is not None and violation.code == 1007

@@ -73,7 +73,20 @@ class FrameCheck:
         """Read the next chunk; return a violation once one is found (then always it)."""
         if self.violation is not None:
             return self.violation
-        size = self._chunk_size = len(data)
+        size = len(data)
+        if 6 <= size < 132 and not (self._head or self._remaining or self._checking_message):
+            # The common case, kept cheap: the chunk is one small, masked,
+            # whole frame, either a control frame or a final data frame
+            # (so the message is whole and the library checks it).
+            first, second = data[0], data[1]
+            if (
+                second & _MASKED
+                and (second & 0x7F) + 6 == size
+                and (first & 0x0F >= _CONTROL or first & _FIN and size - 6 <= self.max_frame_size)
+            ):
+                self._fed += size
+                return None
+        self._chunk_size = size
         base = self._fed - len(self._head)  # the stream offset of data[0]
         self._fed += size
         if self._head:
