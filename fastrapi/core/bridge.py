@@ -8,8 +8,10 @@ TCP pushes back on the client instead of messages piling up in memory
 
 The pump also does everything a handler should never have to: it answers
 pings, matches pongs to `ping()` calls, joins fragments under the size limit,
-and notices the end of the connection. Sends from any number of tasks go
-through one lock, so frames of two messages never interleave.
+and notices the end of the connection. Sends from any number of tasks take
+turns: one lock per frame on the wire, one per data message, so the
+fragments of two messages never interleave while pongs, pings and the Close
+may still go between the fragments of one.
 """
 
 from __future__ import annotations
