@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check fastrapi tests conformance examples
-	$(BIN)/ruff format --check fastrapi tests conformance examples
+	$(BIN)/ruff check fastrapi tests conformance examples bench
+	$(BIN)/ruff format --check fastrapi tests conformance examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

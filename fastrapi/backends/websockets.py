@@ -287,6 +287,15 @@ class WebsocketsTransport:
         # we wait for a message cancels the wait to be reported (recv() is
         # cancel-safe: no message is lost).
         protocol = self._protocol
+        queued = self.connection.recv_messages.frames.queue
+        if queued and queued[0].fin and not self._pongs:
+            # A whole message waits: recv() returns it without suspending, so
+            # nothing can come in meanwhile and no cancel scope is needed.
+            try:
+                data = await self.connection.recv()
+            except ConnectionClosed as closed:
+                return _closed(closed)
+            return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
         while True:
             if self._pongs:
                 return Pong(self._pongs.popleft())

@@ -32,6 +32,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
+from fastrapi.core.locks import FastLock
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
 
@@ -198,7 +199,7 @@ class WsprotoTransport:
         self._trailing = trailing
         self._check = FrameCheck(http.app.settings.frame_limit, check_text=False)  # wsproto checks text
         self._pending: deque[Event] = deque()
-        self._write_lock = anyio.Lock(fast_acquire=True)  # receive() writes too (Close replies)
+        self._write_lock = FastLock()  # receive() writes too (Close replies)
         self._close_event: ws.CloseConnection | None = None
         self._closed = False
         self._failed = False  # a protocol error was reported; nothing more is read

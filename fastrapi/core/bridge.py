@@ -25,6 +25,7 @@ import anyio
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.events import BytesMessage, Closed, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, WebSocketDisconnect
+from fastrapi.core.locks import FastLock
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import ConnectionState, Transition, WebSocketState
 from fastrapi.core.transport import Transport
@@ -107,10 +108,10 @@ class Bridge:
         self._inbox_writer, self._inbox = anyio.create_memory_object_stream[Message | None](
             settings.max_queue
         )
-        self._send_lock = anyio.Lock(fast_acquire=True)  # one frame at a time on the wire
+        self._send_lock = FastLock()  # one frame at a time on the wire
         # One data message at a time: held across the fragments of a fragmented
         # send, between which control frames (pongs, pings, Close) may still go.
-        self._message_lock = anyio.Lock(fast_acquire=True)
+        self._message_lock = FastLock()
         self._receiving = False
         self._pongs: dict[bytes, _PongWaiter] = {}
         self._ended = anyio.Event()
@@ -118,6 +119,7 @@ class Bridge:
         self._caught_up = anyio.Event()  # the handler has read every queued message
         self._delivered = 0  # messages handed to the inbox
         self._last_message = anyio.current_time()  # received or sent, for idle_timeout
+        self._track_idle = settings.idle_timeout is not None  # else skip the clock per message
         self._taken = 0  # messages the handler's receive calls returned
         self.close_code: int | None = None
         self.close_reason = ""
@@ -181,7 +183,8 @@ class Bridge:
         """
         async with self._message_lock, self._send_lock:
             await self._send_frame(message)
-        self._last_message = anyio.current_time()
+        if self._track_idle:
+            self._last_message = anyio.current_time()
 
     async def send_fragments(self, fragments: AsyncIterator[str | bytes]) -> None:
         """Send one message, a fragment (a frame) for each item, as each comes.
@@ -215,7 +218,8 @@ class Bridge:
                     with anyio.CancelScope(shield=True):
                         await self.start_close(CloseCode.INTERNAL_ERROR, "a fragmented message was abandoned")
                 raise
-        self._last_message = anyio.current_time()
+        if self._track_idle:
+            self._last_message = anyio.current_time()
 
     async def _send_frame(self, event: Message | Ping | Pong) -> None:
         # Called with the send lock held. The state is checked here, not only
@@ -430,7 +434,8 @@ class Bridge:
 
     async def _deliver(self, message: Message) -> None:
         self._delivered += 1
-        self._last_message = anyio.current_time()
+        if self._track_idle:
+            self._last_message = anyio.current_time()
         try:
             self._inbox_writer.send_nowait(message)
         except anyio.WouldBlock:
