@@ -202,7 +202,7 @@ class WsprotoTransport:
         self._check = FrameCheck(http.app.settings.frame_limit, check_text=False)  # wsproto checks text
         self._pending: deque[Event] = deque()
         self._write_lock = FastLock()  # receive() writes too (Close replies)
-        self._writer = SocketWriter(http.stream)
+        self._writer = SocketWriter(http.stream, http.app.settings.write_limit)
         self._close_event: ws.CloseConnection | None = None
         self._closed = False
         self._failed = False  # a protocol error was reported; nothing more is read
@@ -309,6 +309,7 @@ class WsprotoTransport:
 
     async def abort(self) -> None:
         self._closed = True
+        self._writer.flush()  # a Close written just before goes out first
         await _aclose(self._stream)
 
     async def _write(self, data: bytes) -> None:
@@ -334,24 +335,30 @@ async def _aclose(stream: SocketStream) -> None:
 
 
 class SocketWriter:
-    """Writes to a socket stream, waiting only when the socket is behind.
+    """Writes to a socket stream: no trip through the event loop per message,
+    and the messages sent in one turn of the loop go out in one system call.
 
-    anyio's ``send`` makes a trip through the event loop on every call, even
-    when the data went straight into the socket: once per message sent, the
-    largest single cost of a small message. On asyncio this writes to the
-    stream's transport directly and waits only while the transport's buffer
-    is over its high-water mark (``write_limit``), as asyncio's own streams
-    do; elsewhere it uses ``send``.
+    anyio's ``send`` yields to the event loop on every call, even when the
+    data went straight into the socket: once per message sent, the largest
+    single cost of a small message. On asyncio this writes to the stream's
+    transport instead: data waits in a list until the end of the current
+    turn of the loop (or until it reaches the high-water mark), then goes
+    out joined; a writer waits only while the transport's buffer is over
+    its high-water mark (``write_limit``), as asyncio's own streams do.
+    Elsewhere it uses ``send``.
     """
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: SocketStream, high_water: int) -> None:
         self._stream = stream
+        self._high_water = high_water
         transport = getattr(stream, "_transport", None)
         protocol = getattr(stream, "_protocol", None)
         self._transport: asyncio.WriteTransport | None = None
         self._protocol: Any = None
         if isinstance(transport, asyncio.WriteTransport) and hasattr(protocol, "write_event"):
             self._transport, self._protocol = transport, protocol
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     async def write(self, data: bytes) -> None:
         transport, protocol = self._transport, self._protocol
@@ -360,11 +367,27 @@ class SocketWriter:
             return
         if transport.is_closing() or protocol.exception is not None:
             raise anyio.BrokenResourceError
-        transport.write(data)
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self._high_water:
+            self.flush()
         if not protocol.write_event.is_set():  # over the high-water mark: wait for the drain
             await protocol.write_event.wait()
             if transport.is_closing() or protocol.exception is not None:
                 raise anyio.BrokenResourceError
+
+    def flush(self) -> None:
+        """Hand what is waiting to the transport now (before closing, say)."""
+        if not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._pending_size = 0
+        assert self._transport is not None
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
 
 def _limit_writes(stream: SocketStream, high_water: int) -> None:
