@@ -181,8 +181,22 @@ class Bridge:
         Raises:
             WebSocketDisconnect: the connection is closing or gone.
         """
-        async with self._message_lock, self._send_lock:
-            await self._send_frame(message)
+        message_lock, send_lock = self._message_lock, self._send_lock
+        if message_lock.try_acquire():  # the common case, without the context managers' calls
+            try:
+                if send_lock.try_acquire():
+                    try:
+                        await self._send_frame(message)
+                    finally:
+                        send_lock.release()
+                else:  # a pong or a ping is going out
+                    async with send_lock:
+                        await self._send_frame(message)
+            finally:
+                message_lock.release()
+        else:
+            async with message_lock, send_lock:
+                await self._send_frame(message)
         if self._track_idle:
             self._last_message = anyio.current_time()
 

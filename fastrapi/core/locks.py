@@ -27,6 +27,17 @@ class FastLock:
     def locked(self) -> bool:
         return self._held
 
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never waits. Pair with `release`."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
+    def release(self) -> None:
+        """Give the lock up: to the first in line, or free it."""
+        self._release()
+
     async def __aenter__(self) -> None:
         if not self._held:  # held stays true while anyone waits: release hands over
             self._held = True

@@ -308,8 +308,11 @@ class WebSocket:
         await self._bridge.send_fragments(_aiter(fragments))
 
     async def _send(self, message: Message, call: str) -> None:
-        if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
-            raise self._bridge.disconnect_error()
+        # Connected is the common case and allows sending; the bridge checks
+        # the state again once it is this sender's turn.
+        if self._connection.state is not WebSocketState.CONNECTED:
+            if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
+                raise self._bridge.disconnect_error()
         await self._bridge.send(message)
 
     async def ping(self, data: bytes | None = None) -> None:
