@@ -234,3 +234,17 @@ def test_one_small_frame_per_chunk_is_still_held_to_every_rule() -> None:
     assert check.feed(Frame(0x1, b"ok", fin=False).encode()) is None
     violation = check.feed(Frame(0x0, b"\xc0").encode())
     assert violation is not None and violation.code == 1007
+
+
+def test_many_small_frames_in_one_chunk_are_still_held_to_every_rule() -> None:
+    # The cheap path over runs of small whole frames stops at anything it cannot judge.
+    whole = b"".join(Frame(opcode, b"fine").encode() for opcode in (0x1, 0x2, 0x9, 0xA))
+    cases = [
+        (Frame(0x2, b"x" * 20), 10, 1009),  # over the frame limit
+        (Frame(0x2, b"bare", masked=False), 100, 1002),
+        (Frame(0x1, b"\xff", fin=False), 100, 1007),  # a fragment, checked as it comes
+    ]
+    for bad, limit, code in cases:
+        violation = FrameCheck(limit).feed(whole + bad.encode() + whole)
+        assert violation is not None
+        assert (violation.code, violation.frame_start) == (code, len(whole))

@@ -109,6 +109,8 @@ class FrameCheck:
                     violation = self._check_text(b"", final=True)
                     if violation is not None:
                         return violation
+            if not self._checking_message:
+                index = self._skip_whole_frames(data, index, end)
             if index == end:
                 return None
             violation = self._read_header(data, index, end, base)
@@ -120,6 +122,21 @@ class FrameCheck:
 
     _header_size = 0
     _chunk_size = 0
+
+    def _skip_whole_frames(self, data: bytes, index: int, end: int) -> int:
+        # Many small messages in one chunk: step over each small, masked,
+        # whole frame that is a control frame or a final data frame (nothing
+        # to check in it) without the general path; stop at anything else.
+        limit = self.max_frame_size
+        while end - index >= 6:
+            first, second = data[index], data[index + 1]
+            length = second & 0x7F
+            if length > 125 or not second & _MASKED or index + 6 + length > end:
+                break
+            if first & 0x0F < _CONTROL and (not first & _FIN or length > limit):
+                break
+            index += 6 + length
+        return index
 
     def _read_header(self, data: bytes, index: int, end: int, base: int) -> FrameViolation | None:
         available = end - index
