@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit autobahn autobahn-full clean
+.PHONY: demo test lint typecheck unit autobahn autobahn-full bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ autobahn: $(STAMP)
 
 autobahn-full: $(STAMP)
 	$(BIN)/python conformance/autobahn/run --full --strict
+
+# Messages per second against the raw libraries, side by side (not part of test).
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py --messages 10000 --rounds 10
 
 test: lint typecheck autobahn unit  # pytest last: its summary closes the output
 
