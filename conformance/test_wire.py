@@ -149,6 +149,7 @@ def make_app(record: Record, **settings_: Any) -> FastrAPI:
 
         await ws.accept()
         await ws.send_fragments(parts())
+        await ws.send_text("then a whole message " * 20)  # compressed, when negotiated
         await ws.receive_text()
 
     @app.websocket("/slow")
@@ -423,6 +424,7 @@ async def test_a_fragmented_send_arrives_as_one_message(backend: str) -> None:
             async with connect(f"{url}/fragments/ok", compression="deflate") as ws:
                 assert [extension.name for extension in ws.protocol.extensions] == ["permessage-deflate"]
                 assert await ws.recv() == "fragmented 😀"
+                assert await ws.recv() == "then a whole message " * 20
             async with await RawClient.upgrade(port, "/fragments/ok") as raw:
                 frames = [await raw.receive_frame() for _ in range(3)]
                 assert [(f.fin, f.opcode) for f in frames] == [(False, TEXT), (False, 0), (True, 0)]
