@@ -291,11 +291,7 @@ class WebsocketsTransport:
         if queued and queued[0].fin and not self._pongs:
             # A whole message waits: recv() returns it without suspending, so
             # nothing can come in meanwhile and no cancel scope is needed.
-            try:
-                data = await self.connection.recv()
-            except ConnectionClosed as closed:
-                return _closed(closed)
-            return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+            return await self._next_message()
         while True:
             if self._pongs:
                 return Pong(self._pongs.popleft())
@@ -303,12 +299,16 @@ class WebsocketsTransport:
                 return ProtocolError(*protocol.failure)
             with anyio.CancelScope() as self._waiting:
                 try:
-                    data = await self.connection.recv()
-                except ConnectionClosed as closed:
-                    return _closed(closed)
+                    return await self._next_message()
                 finally:
                     self._waiting = None
-                return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+
+    async def _next_message(self) -> Event:
+        try:
+            data = await self.connection.recv()
+        except ConnectionClosed as closed:
+            return _closed(closed)
+        return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
 
     def _message_queued(self) -> bool:
         # Whether a whole message waits in the library's queue: after a

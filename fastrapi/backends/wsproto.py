@@ -12,7 +12,7 @@ an oversized message before it is buffered whole. With ``compression`` on,
 permessage-deflate is negotiated with `BoundedPerMessageDeflate`. Every chunk
 read goes through the core's `FrameCheck` first (the frame size limit);
 wsproto checks UTF-8 as text arrives itself. ``write_limit`` is the socket
-transport's write buffer high-water mark, which anyio's ``send`` waits on.
+transport's write buffer high-water mark, which `SocketWriter` waits on.
 """
 
 from __future__ import annotations
@@ -113,7 +113,6 @@ class WsprotoBackend:
                 pass  # stop_accepting() closed the listener; connections go on
 
     async def _connection(self, stream: SocketStream) -> None:
-        _limit_writes(stream, self.app.settings.write_limit)
         try:
             await HTTPConnection(self.app, stream).run()
         finally:
@@ -244,13 +243,14 @@ class WsprotoTransport:
         return self._pending.popleft()
 
     def _feed(self, data: bytes | None) -> None:
-        violation = self._check.feed(data) if data else None
-        if violation is not None:
-            self._parse(data[: max(violation.frame_start, 0)] if data else None)
-            if not self._failed and self._close_event is None:
-                self._pending.append(ProtocolError(violation.code, violation.reason))
-                self._failed = True
-            return
+        if data:
+            violation = self._check.feed(data)
+            if violation is not None:
+                self._parse(data[: max(violation.frame_start, 0)])
+                if not self._failed and self._close_event is None:
+                    self._pending.append(ProtocolError(violation.code, violation.reason))
+                    self._failed = True
+                return
         self._parse(data)
 
     def _parse(self, data: bytes | None) -> None:
@@ -357,6 +357,9 @@ class SocketWriter:
         self._protocol: Any = None
         if isinstance(transport, asyncio.WriteTransport) and hasattr(protocol, "write_event"):
             self._transport, self._protocol = transport, protocol
+            # anyio offers no setting for the mark; a quarter of it is where
+            # writing resumes, as asyncio's default has it.
+            transport.set_write_buffer_limits(high=high_water)
         self._pending: list[bytes] = []
         self._pending_size = 0
 
@@ -388,16 +391,6 @@ class SocketWriter:
         assert self._transport is not None
         if not self._transport.is_closing():
             self._transport.write(data)
-
-
-def _limit_writes(stream: SocketStream, high_water: int) -> None:
-    # anyio's send() waits while the asyncio transport's buffer is over its
-    # high-water mark; anyio offers no setting for the mark, so set it on
-    # the transport (a quarter of it is where writing resumes, as asyncio's).
-    transport = getattr(stream, "_transport", None)
-    set_limits = getattr(transport, "set_write_buffer_limits", None)
-    if set_limits is not None:
-        set_limits(high=high_water)
 
 
 def _peer(stream: SocketStream) -> Address | None:

@@ -181,22 +181,19 @@ class Bridge:
         Raises:
             WebSocketDisconnect: the connection is closing or gone.
         """
+        # Per message, so without the context managers' calls when the locks are free.
         message_lock, send_lock = self._message_lock, self._send_lock
-        if message_lock.try_acquire():  # the common case, without the context managers' calls
+        if not message_lock.try_acquire():
+            await message_lock.acquire()
+        try:
+            if not send_lock.try_acquire():
+                await send_lock.acquire()
             try:
-                if send_lock.try_acquire():
-                    try:
-                        await self._send_frame(message)
-                    finally:
-                        send_lock.release()
-                else:  # a pong or a ping is going out
-                    async with send_lock:
-                        await self._send_frame(message)
-            finally:
-                message_lock.release()
-        else:
-            async with message_lock, send_lock:
                 await self._send_frame(message)
+            finally:
+                send_lock.release()
+        finally:
+            message_lock.release()
         if self._track_idle:
             self._last_message = anyio.current_time()
 

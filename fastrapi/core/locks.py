@@ -39,6 +39,13 @@ class FastLock:
         self._release()
 
     async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    async def acquire(self) -> None:
+        """Take the lock, waiting in line if it is held. Pair with `release`."""
         if not self._held:  # held stays true while anyone waits: release hands over
             self._held = True
             return
@@ -52,9 +59,6 @@ class FastLock:
             else:
                 self._waiting.remove(turn)
             raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._release()
 
     def _release(self) -> None:
         if self._waiting:
