@@ -15,6 +15,13 @@ pytestmark = pytest.mark.anyio
 GUARD = 5
 
 
+async def take(lock: FastLock, taken: list[str], name: str) -> None:
+    """Hold ``lock`` for one turn of the loop, recording that ``name`` had it."""
+    async with lock:
+        taken.append(name)
+        await anyio.lowlevel.checkpoint()
+
+
 async def test_a_free_lock_is_taken_without_yielding() -> None:
     lock = FastLock()
     with anyio.CancelScope() as scope:
@@ -26,39 +33,28 @@ async def test_a_free_lock_is_taken_without_yielding() -> None:
 
 async def test_waiters_get_the_lock_in_arrival_order() -> None:
     lock = FastLock()
-    order: list[int] = []
-
-    async def take(name: int) -> None:
-        async with lock:
-            order.append(name)
-            await anyio.lowlevel.checkpoint()
-
+    order: list[str] = []
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             async with lock:
-                for name in range(5):
-                    tg.start_soon(take, name)
+                for name in "01234":
+                    tg.start_soon(take, lock, order, name)
                     await anyio.wait_all_tasks_blocked()
-    assert order == [0, 1, 2, 3, 4]
+    assert order == ["0", "1", "2", "3", "4"]
     assert not lock.locked()
 
 
 async def test_a_waiter_cancelled_in_line_leaves_the_line() -> None:
     lock = FastLock()
     got: list[str] = []
-
-    async def take(name: str) -> None:
-        async with lock:
-            got.append(name)
-
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             async with lock:
                 async with anyio.create_task_group() as doomed:
-                    doomed.start_soon(take, "cancelled")
+                    doomed.start_soon(take, lock, got, "cancelled")
                     await anyio.wait_all_tasks_blocked()
                     doomed.cancel_scope.cancel()
-                tg.start_soon(take, "next")
+                tg.start_soon(take, lock, got, "next")
                 await anyio.wait_all_tasks_blocked()
     assert got == ["next"] and not lock.locked()
 
@@ -66,19 +62,14 @@ async def test_a_waiter_cancelled_in_line_leaves_the_line() -> None:
 async def test_a_waiter_cancelled_as_it_is_handed_the_lock_never_loses_it() -> None:
     lock = FastLock()
     got: list[str] = []
-
-    async def take(name: str) -> None:
-        async with lock:
-            got.append(name)
-
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as tg:
             async with anyio.create_task_group() as doomed:
-                await lock.__aenter__()
-                doomed.start_soon(take, "handed then cancelled")
-                tg.start_soon(take, "second")
+                await lock.acquire()
+                doomed.start_soon(take, lock, got, "handed then cancelled")
+                tg.start_soon(take, lock, got, "second")
                 await anyio.wait_all_tasks_blocked()
-                await lock.__aexit__(None, None, None)  # hands it to the first waiter...
+                lock.release()  # hands it to the first waiter...
                 doomed.cancel_scope.cancel()  # ...which is cancelled before it runs
     # It either ran its turn or passed the lock on; either way the next one got it.
     assert got in (["second"], ["handed then cancelled", "second"])
