@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fastrapi import BytesMessage, FastrAPI, TextMessage, WebSocket
 from fastrapi.backends.memory import memory_connection
-from fastrapi.core.bridge import MessageAssembler, MessageTooBig
+from fastrapi.core.channel import Assembler, MessageTooBig
 from fastrapi.core.events import Closed
 
 pytestmark = pytest.mark.anyio
@@ -104,31 +104,60 @@ async def test_json_round_trips(values: list[Any], kind: str) -> None:
     st.integers(min_value=1, max_value=100),
 )
 def test_the_assembler_joins_fragments_or_refuses_over_the_limit(parts: list[bytes], limit: int) -> None:
-    assembler = MessageAssembler(limit)
+    assembler = Assembler(limit, text=False)
     total = 0
+    result: str | bytes | None = None
     for index, part in enumerate(parts):
         final = index == len(parts) - 1
         total += len(part)
         if total > limit:
             with pytest.raises(MessageTooBig):
-                assembler.feed(BytesMessage(part, final))
+                assembler.feed(part, final)
             return
-        result = assembler.feed(BytesMessage(part, final))
+        result = assembler.feed(part, final)
         assert (result is None) == (not final)
-    assert result == BytesMessage(b"".join(parts))
+    assert result == b"".join(parts)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(texts, min_size=1, max_size=6), st.integers(min_value=1, max_value=80))
 def test_the_assembler_counts_text_in_utf8_bytes(parts: list[str], limit: int) -> None:
-    assembler = MessageAssembler(limit)
+    assembler = Assembler(limit, text=True)
     total = 0
+    result: str | bytes | None = None
     for index, part in enumerate(parts):
         final = index == len(parts) - 1
         total += len(part.encode())
         if total > limit:
             with pytest.raises(MessageTooBig):
-                assembler.feed(TextMessage(part, final))
+                assembler.feed(part, final)
             return
-        result = assembler.feed(TextMessage(part, final))
-    assert result == TextMessage("".join(parts))
+        result = assembler.feed(part, final)
+    assert result == "".join(parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts, st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_text_as_bytes_is_decoded_across_fragment_boundaries(text: str, cuts: list[int]) -> None:
+    # A character may span two fragments: the assembler decodes incrementally.
+    payload = text.encode()
+    points = sorted({min(cut, len(payload)) for cut in cuts})
+    pieces = [payload[start:end] for start, end in zip([0, *points], [*points, len(payload)], strict=True)]
+    assembler = Assembler(10_000, text=True)
+    for piece in pieces[:-1]:
+        assert assembler.feed(piece, final=False) is None
+    assert assembler.feed(pieces[-1], final=True) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=40))
+def test_invalid_utf8_in_text_fragments_raises_or_decodes_exactly(payload: bytes) -> None:
+    # The documented outcomes only: the exact text, or UnicodeDecodeError (1007 on the wire).
+    assembler = Assembler(10_000, text=True)
+    try:
+        result = assembler.feed(payload, final=True)
+    except UnicodeDecodeError:
+        with pytest.raises(UnicodeDecodeError):
+            payload.decode()
+        return
+    assert result == payload.decode()

@@ -808,11 +808,12 @@ async def test_a_slow_handler_stops_reading_at_max_queue() -> None:
                 for index in range(40):
                     await client.send(TextMessage(str(index)))
                     sent += 1
-            bridge = sockets[0]._bridge
-            # max_queue in the handler's inbox, one held by the blocked pump,
-            # and the transport's own buffer of 2: nothing more was taken.
-            assert bridge.queued == 4
-            assert sent == 4 + 1 + 2
+            channel = sockets[0]._channel
+            # max_queue in the handler's inbox, then reading paused: 2 more
+            # wait in the transport's buffer, and the next send waits, as a
+            # client's does on a full TCP window.
+            assert channel.queued == 4
+            assert sent == 4 + 2
             release.set()
             for index in range(sent, 40):
                 await client.send(TextMessage(str(index)))

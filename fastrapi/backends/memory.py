@@ -13,18 +13,19 @@ them, and sees what the core sent.
 
 from __future__ import annotations
 
-import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 
-from fastrapi.core.events import Closed, Event, Message, Ping, Pong
+from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
 from fastrapi.core.exceptions import TransportClosed
+from fastrapi.core.loop import running_loop
 from fastrapi.core.request import Address, Headers, Request
-from fastrapi.core.transport import Application, HeaderList, Response
+from fastrapi.core.transport import Application, HeaderList, Receiver, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,58 @@ class Accepted:
     headers: list[tuple[str, str]]
 
 
+class Pipe:
+    """One direction of the memory connection: a FIFO with flow control.
+
+    ``put_nowait`` never refuses (control frames are written at once, as into
+    a socket's buffer); ``put`` waits while ``limit`` items are unread.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Event] = deque()
+        self._changed = anyio.Event()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def put_nowait(self, item: Event) -> None:
+        if self.closed:
+            raise anyio.ClosedResourceError
+        self._items.append(item)
+        self._signal()
+
+    async def put(self, item: Event) -> None:
+        while len(self._items) >= self.limit and not self.closed:
+            await self._changed.wait()
+        self.put_nowait(item)
+
+    async def receive(self) -> Event:
+        """The next item; `anyio.EndOfStream` once closed and empty."""
+        while not self._items:
+            if self.closed:
+                raise anyio.EndOfStream
+            await self._changed.wait()
+        item = self._items.popleft()
+        self._signal()
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._signal()
+
+
 class MemoryTransport:
-    """The core's `Transport` over two bounded in-memory streams.
+    """The core's `Transport` over two in-memory pipes.
 
     Args:
+        buffer: how many messages each direction holds unread before a
+            sender waits (the socket buffers of a real connection).
         echo_close: answer the core's Close at once, as a well-behaved peer
             does; False leaves the closing handshake to the test.
     """
@@ -46,78 +95,119 @@ class MemoryTransport:
     def __init__(self, request: Request, *, buffer: int = 16, echo_close: bool = True) -> None:
         self.request = request
         self.echo_close = echo_close
-        self.to_server: MemoryObjectSendStream[Event]
-        self._from_client: MemoryObjectReceiveStream[Event]
-        self.to_server, self._from_client = anyio.create_memory_object_stream[Event](buffer)
-        self._to_client: MemoryObjectSendStream[Message | Ping | Pong | Closed]
-        self.from_server: MemoryObjectReceiveStream[Message | Ping | Pong | Closed]
-        self._to_client, self.from_server = anyio.create_memory_object_stream[Message | Ping | Pong | Closed](
-            buffer
-        )
+        self.from_server = Pipe(buffer)
+        self.buffer = buffer
         self.answered = anyio.Event()
         self.accepted: Accepted | None = None
         self.rejected: Response | None = None
         self.sent_close: Closed | None = None
         self.aborted = False
-        self._peer_closed = False
+        self.reading = anyio.Event()  # set while the core reads (not paused)
+        self.reading.set()
+        self.receiver: Receiver | None = None
+        self.early: list[Event] = []  # sent by the client before the handshake was answered
+        self.unread: deque[Event] = deque()  # sent while the core paused reading
+        self.paused = False
+        self._fragment_text: bool | None = None  # the type of a fragmented message arriving
 
-    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
+    async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
         self._check_open()
         self.accepted = Accepted(subprotocol, list(headers))
+        self.receiver = receiver
         self.answered.set()
+        early, self.early = self.early, []
+        for event in early:
+            self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to the core as a backend does, with no flow control."""
+        receiver = self.receiver
+        assert receiver is not None
+        if isinstance(event, TextMessage | BytesMessage):
+            text = isinstance(event, TextMessage)
+            if event.final and self._fragment_text is None:
+                receiver.message_received(event.data)
+            else:
+                receiver.fragment_received(event.data, event.final, text if self._fragment_text is None else None)
+                self._fragment_text = None if event.final else text
+        elif isinstance(event, Ping):
+            receiver.ping_received(event.data)
+        elif isinstance(event, Pong):
+            receiver.pong_received(event.data)
+        elif isinstance(event, Closed):
+            receiver.close_received(None if event.code == 1005 else event.code, event.reason)
+        else:
+            receiver.protocol_error(event.code, event.reason)
 
     async def reject(self, response: Response) -> None:
         self._check_open()
         self.rejected = response
         self.answered.set()
 
-    async def receive(self) -> Event:
-        try:
-            event = await self._from_client.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return Closed(1006)
-        if isinstance(event, Closed) and self.sent_close is None:
-            # The peer closed first: answer with its code (RFC 6455 section 5.5.1).
-            self._peer_closed = True
-            self.sent_close = Closed(event.code, event.reason)
-            await self._push(self.sent_close)
-        return event
-
-    async def send(self, event: Message | Ping | Pong) -> None:
+    async def send(self, data: str | bytes) -> None:
         self._check_open()
-        if self.sent_close is not None:
-            raise TransportClosed("a Close frame was already sent")
-        await self._push(event)
+        await self._put(TextMessage(data) if isinstance(data, str) else BytesMessage(data))
 
-    async def close(self, code: int, reason: str) -> None:
+    async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         self._check_open()
-        if self.sent_close is not None:
+        await self._put(TextMessage(data, final) if isinstance(data, str) else BytesMessage(data, final))
+
+    def send_ping(self, data: bytes) -> None:
+        self._put_nowait(Ping(data))
+
+    def send_pong(self, data: bytes) -> None:
+        self._put_nowait(Pong(data))
+
+    def send_close(self, code: int, reason: str) -> None:
+        if self.aborted or self.sent_close is not None:
             return
         self.sent_close = Closed(code, reason)
-        await self._push(self.sent_close)
-        if self.echo_close:
-            with contextlib.suppress(anyio.ClosedResourceError):  # the client dropped already
-                self.to_server.send_nowait(Closed(code, reason))
+        self._put_nowait(self.sent_close)
+        receiver = self.receiver
+        if self.echo_close and receiver is not None:
+            # Later, as a peer's answer arrives: never from inside the core's call.
+            running_loop().call_soon(receiver.close_received, code, reason)
 
-    async def abort(self) -> None:
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.reading = anyio.Event()
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        while self.unread and not self.paused and not self.aborted:
+            self.deliver(self.unread.popleft())
+        if not self.paused:
+            self.reading.set()
+
+    def abort(self) -> None:
+        if self.aborted:
+            return
         self.aborted = True
         self.answered.set()
-        self._to_client.close()
-        self._from_client.close()
+        self.reading.set()
+        self.from_server.close()
+        receiver = self.receiver
+        if receiver is not None:
+            running_loop().call_soon(receiver.connection_lost)
 
     def _check_open(self) -> None:
         if self.aborted:
             raise TransportClosed("the connection was aborted")
 
-    async def _push(self, event: Message | Ping | Pong | Closed) -> None:
+    def _put_nowait(self, event: Event) -> None:
+        if not self.aborted:
+            self.from_server.put_nowait(event)
+
+    async def _put(self, event: Event) -> None:
         try:
-            await self._to_client.send(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as error:
+            await self.from_server.put(event)
+        except anyio.ClosedResourceError as error:
             raise TransportClosed("the client is gone") from error
 
 
 class MemoryClient:
-    """The peer's end of a `MemoryTransport`."""
+    """The peer's end of a `MemoryTransport`: it sends events the way a
+    backend reports them, and sees what the core sent."""
 
     def __init__(self, transport: MemoryTransport) -> None:
         self.transport = transport
@@ -132,21 +222,46 @@ class MemoryClient:
         raise TransportClosed("the connection was dropped without an answer")
 
     async def send(self, event: Event) -> None:
-        await self.transport.to_server.send(event)
+        """Deliver ``event`` to the core; waits while the core has paused reading.
+
+        Before the handshake is answered events are held, as a socket holds
+        frames sent early, and delivered once it is accepted.
+        """
+        transport = self.transport
+        if transport.aborted or transport.rejected is not None:
+            raise anyio.BrokenResourceError("the connection is closed")
+        if transport.receiver is None:
+            transport.early.append(event)
+            return
+        # While the core has paused reading, events wait in the "socket
+        # buffer" (up to ``buffer`` of them), and the sender once it is full.
+        while transport.paused and len(transport.unread) >= transport.buffer:
+            await transport.reading.wait()
+            if transport.aborted:
+                raise anyio.BrokenResourceError("the connection is closed")
+        if transport.paused or transport.unread:
+            transport.unread.append(event)
+        else:
+            transport.deliver(event)
+        await anyio.lowlevel.checkpoint()
 
     async def receive(self) -> Message | Ping | Pong | Closed:
         """The next thing the server sent; `Closed(1006)` once it dropped the connection."""
         try:
-            return await self.transport.from_server.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            event = await self.transport.from_server.receive()
+        except anyio.EndOfStream:
             return Closed(1006)
+        assert not isinstance(event, ProtocolError)
+        return event
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self.send(Closed(code, reason))
 
     def drop(self) -> None:
         """Vanish without a Close, as a reset TCP connection does."""
-        self.transport.to_server.close()
+        receiver = self.transport.receiver
+        if receiver is not None:
+            receiver.connection_lost()
 
 
 TEST_CLIENT = Address("127.0.0.1", 50000)
@@ -196,6 +311,4 @@ async def memory_connection(
             yield MemoryClient(transport)
     finally:
         # As a backend does when handle_websocket returns: the connection is gone.
-        await transport.abort()
-        transport.to_server.close()
-        transport.from_server.close()
+        transport.abort()

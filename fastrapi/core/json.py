@@ -25,13 +25,14 @@ def dumps(value: Any) -> bytes:
         ) from error
 
 
-def loads(message: TextMessage | BytesMessage) -> Any:
-    """Parse a message's payload as JSON.
+def loads(data: str | bytes) -> Any:
+    """Parse a message's payload (str for text, bytes for binary) as JSON.
 
     Raises:
         InvalidJSON: the payload is not JSON; the exception keeps the message.
     """
     try:
-        return orjson.loads(message.data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as error:
+        message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
         raise InvalidJSON(str(error), message) from None

@@ -26,6 +26,7 @@ import anyio
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
 from fastrapi.core.handshake import check_origin, check_size, check_upgrade
+from fastrapi.core.loop import running_loop
 from fastrapi.core.request import Request
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
@@ -68,11 +69,16 @@ async def run_session(
         _log_access(transport, 404, started)
         return
     route, params = found
-    async with anyio.create_task_group() as task_group:
-        log_answer = functools.partial(_log_access, transport, started=started)
-        ws = WebSocket(transport, settings, task_group, params, log_answer)
-        on_open(ws, task_group.cancel_scope)
-        task_group.start_soon(_drop_if_undecided, ws, settings.open_timeout - (time.monotonic() - started))
+    log_answer = functools.partial(_log_access, transport, started=started)
+    ws = WebSocket(transport, settings, params, log_answer)
+    # The handshake is bounded as a whole (open_timeout): a handler that
+    # neither accepts nor refuses in time loses the connection, and its
+    # accept() then raises WebSocketDisconnect.
+    watchdog = running_loop().call_later(
+        max(settings.open_timeout - (time.monotonic() - started), 0), _drop_if_undecided, ws
+    )
+    with anyio.CancelScope() as scope:  # what shutdown cancels, once its grace is over
+        on_open(ws, scope)
         try:
             await _run_handler(ws, route.call(ws, params))
             if ws.handshake_status == 101:
@@ -86,21 +92,16 @@ async def run_session(
         except Exception:  # a transport that broke its contract: lose this connection only
             logger.exception("ending the connection to %s failed", request.client)
         finally:
+            watchdog.cancel()
             on_close(ws)
             ws._release()
-            task_group.cancel_scope.cancel()  # the pump, keepalive and the open_timeout watchdog
-            with anyio.CancelScope(shield=True):
-                await transport.abort()  # idempotent: only acts if anything is left
+            transport.abort()  # idempotent: only acts if anything is left
 
 
-async def _drop_if_undecided(ws: WebSocket, delay: float) -> None:
-    # The handshake is bounded as a whole (open_timeout): a handler that
-    # neither accepts nor refuses in time loses the connection, and its
-    # accept() then raises WebSocketDisconnect.
-    await anyio.sleep(max(delay, 0))
+def _drop_if_undecided(ws: WebSocket) -> None:
     if ws.client_state is WebSocketState.CONNECTING:
         logger.info("handshake for %s not answered within open_timeout; dropped", ws.request.path)
-        await ws._bridge.transport.abort()
+        ws._transport.abort()
 
 
 async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:

@@ -1,13 +1,21 @@
 """The contract between the core and a backend: the only place they meet.
 
-The core decides, a backend moves. A backend listens on a socket, parses the
-opening HTTP request into a `Request`, and hands each request that asks for
-an upgrade (`Request.is_upgrade`) to `Application.handle_websocket` as a
-`Transport`; the core checks the handshake itself. From then on the core owns
-routing, the handshake decision (accept with a subprotocol and headers, or an
-HTTP status), the state machine, limits, close codes and errors; the transport
-only performs what it is told and reports what arrived. Plain HTTP requests go
-to `Application.handle_http`, which answers with a `Response`.
+The core decides, a backend moves. A backend listens, parses the opening
+HTTP request into a `Request`, and hands each upgrade request
+(`Request.is_upgrade`) to `Application.handle_websocket` as a `Transport`;
+plain requests go to `Application.handle_http`, which answers with a
+`Response`.
+
+Events travel by push, never by a reader task: once ``accept`` has sent the
+101, the backend calls the `Receiver` it was given from wherever its library
+produces each event (a protocol's ``data_received``, a parser's callback),
+in order. The core answers pings, joins fragments, checks sizes and close
+codes and queues messages for the handler right there; when its bounded
+inbox is full it calls `Transport.pause_reading`, so TCP pushes back.
+
+Writes are synchronous where the wire allows it: a control frame or a Close
+is put in the socket's buffer at once (timers and callbacks send them), and
+only whole messages and fragments are awaited, for flow control.
 
 Adding a backend is one module in ``fastrapi/backends`` ending with
 ``backend_class: type[Backend] = MyBackend`` and one entry in `BACKENDS`.
@@ -21,13 +29,12 @@ from typing import Protocol
 
 from anyio.abc import TaskStatus
 
-from fastrapi.core.events import Event, Message, Ping, Pong
 from fastrapi.core.request import Address, Request
 from fastrapi.core.settings import Settings
 
 # name -> one-line description. The module fastrapi.backends.<name> holds it.
 BACKENDS: dict[str, str] = {
-    "wsproto": "wsproto and h11 on anyio: pure Python, sans-I/O, the reference backend",
+    "wsproto": "wsproto and h11 on an asyncio protocol: pure Python, sans-I/O, the reference backend",
     "websockets": "the websockets library's asyncio server",
     "aiohttp": "aiohttp.web with a WebSocketResponse",
 }
@@ -52,54 +59,109 @@ class Response:
     def html(cls, html: str, status: int = 200) -> Response:
         return cls(status, [("content-type", "text/html; charset=utf-8")], html.encode())
 
+    def wire_headers(self) -> list[tuple[str, str]]:
+        """The headers as sent: ours plus the framing every backend uses.
+
+        One request per connection on every backend: the length is always
+        given, and the server closes the connection after the response.
+        """
+        return [*self.headers, ("content-length", str(len(self.body))), ("connection", "close")]
+
+
+class Receiver(Protocol):
+    """What a backend calls as its library reports events: the core's `Channel`.
+
+    Each method is synchronous and cheap, called in the order the events
+    arrived, and never raises.
+    """
+
+    def message_received(self, data: str | bytes) -> None:
+        """A whole message: str for text (already valid UTF-8), bytes for binary."""
+        ...
+
+    def fragment_received(self, data: str | bytes, final: bool, text: bool | None) -> None:
+        """A piece of a fragmented message (RFC 6455 section 5.4).
+
+        ``text`` is the message's type on its first piece and None on the
+        continuations. A text piece may be str, or bytes of UTF-8 that the
+        core decodes (a character may span pieces).
+        """
+        ...
+
+    def ping_received(self, data: bytes) -> None:
+        """A Ping the library did not answer itself; the core sends the Pong."""
+        ...
+
+    def pong_received(self, data: bytes) -> None: ...
+
+    def close_received(self, code: int | None, reason: str) -> None:
+        """The peer's Close frame (``code`` None when it had no payload).
+
+        The core checks the code, answers with its own Close (a no-op on a
+        library that already did) and then closes TCP (section 7.1.1).
+        """
+        ...
+
+    def protocol_error(self, code: int, reason: str) -> None:
+        """The peer broke the protocol and the library sent nothing about it.
+
+        Events before it were reported first; nothing is reported after it
+        (the backend reads no more). The core lets the handler read what
+        came before, then fails the connection with ``code`` (section 7.1.7).
+        """
+        ...
+
+    def connection_lost(self, code: int = 1006, reason: str = "") -> None:
+        """TCP is gone. ``code``/``reason`` are the library's own Close if it
+        failed the connection itself (a too-big message, say), else 1006."""
+        ...
+
 
 class Transport(Protocol):
     """One WebSocket connection as a backend offers it to the core.
 
-    The core calls these methods from one task at a time per direction: one
-    task in `receive`, and sends (`send`, `close`) serialised by the core, so
-    a transport needs no locks of its own. Every method raises
-    `TransportClosed` once the connection is gone, and nothing else.
+    Nothing here waits except `accept`, `reject`, `send` and
+    `send_fragment`; those raise `TransportClosed` once the connection is
+    gone, and nothing else. The core never sends after a Close and never
+    calls two awaited sends of fragments at once.
     """
 
     request: Request
 
-    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
-        """Answer the handshake with 101, ``subprotocol`` and the extra ``headers``."""
+    async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
+        """Send the 101 with ``subprotocol`` and the extra ``headers``, then push
+        every event to ``receiver``."""
         ...
 
     async def reject(self, response: Response) -> None:
-        """Answer the handshake with an HTTP error response; no 101 is ever sent."""
+        """Answer the handshake with an HTTP error response and close; no 101 is ever sent."""
         ...
 
-    async def receive(self) -> Event:
-        """Wait for the next event; after `Closed` it is not called again.
-
-        Messages may come as fragments (``final=False``). Pings and Pongs are
-        reported, not answered: the core answers. A peer's Close is answered by
-        the transport (RFC 6455 section 5.5.1), which then reports `Closed`.
-        A protocol error is reported as `ProtocolError` with nothing sent
-        yet, where the library allows it (the core then calls `close` and
-        `abort`); else as `Closed` after the library sent its Close.
-        """
+    async def send(self, data: str | bytes) -> None:
+        """Send one whole message (str as text, bytes as binary); return at
+        once unless the write buffer is over ``write_limit``, then once it drained."""
         ...
 
-    async def send(self, event: Message | Ping | Pong) -> None:
-        """Send one message or control frame.
-
-        A message may come in fragments: events with ``final=False``, of
-        one type, then one with ``final=True``; the first is sent as a text
-        or binary frame, the rest as continuation frames (RFC 6455 section
-        5.4). Control frames may come between fragments; other messages not.
-        """
+    async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
+        """Send one frame of a fragmented message: the first frame is text or
+        binary by ``data``'s type, later ones continuations (section 5.4)."""
         ...
 
-    async def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake: send a Close frame; `receive` reports `Closed` when done."""
+    def send_ping(self, data: bytes) -> None: ...
+
+    def send_pong(self, data: bytes) -> None: ...
+
+    def send_close(self, code: int, reason: str) -> None:
+        """Write our Close frame; a no-op if one was sent already (by the library, say)."""
         ...
 
-    async def abort(self) -> None:
-        """Drop the TCP connection now, without a handshake. Idempotent; never raises."""
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def abort(self) -> None:
+        """Close TCP now; frames still buffered get ``close_timeout`` to go
+        out, then the socket is cut. Idempotent; never raises."""
         ...
 
 

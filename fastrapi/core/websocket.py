@@ -1,7 +1,8 @@
 """The WebSocket object a handler receives.
 
 Every public method first asks the state machine (`fastrapi.core.state`)
-whether it may run; the `Bridge` does the moving. Before ``accept()`` the
+whether it may run (the common case, connected, with one comparison); the
+`Channel` does the moving. Before ``accept()`` the
 opening request is readable (path, query, headers, client, subprotocols) and
 nothing has answered the client yet: ``accept()`` sends the 101, ``deny()`` or
 ``close()`` send an HTTP error instead.
@@ -14,10 +15,8 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
-from anyio.abc import TaskGroup
-
 from fastrapi.core import json
-from fastrapi.core.bridge import Bridge
+from fastrapi.core.channel import Channel
 from fastrapi.core.codes import CloseCode, check_close
 from fastrapi.core.events import BytesMessage, Message, TextMessage
 from fastrapi.core.exceptions import MessageTypeError, TransportClosed, WebSocketDisconnect
@@ -31,6 +30,8 @@ _HANDSHAKE_HEADERS = frozenset(
     {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions"}
 )
 _NORMAL_ENDS = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
+_CONNECTING = WebSocketState.CONNECTING
+_CONNECTED = WebSocketState.CONNECTED
 FORBIDDEN = Response.text(403, "Forbidden")  # how a close() before accept() answers
 T = TypeVar("T")
 
@@ -43,22 +44,33 @@ class WebSocket:
         path_params: the typed parameters the route matched.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_channel",
+        "_connection",
+        "_on_answer",
+        "_transport",
+        "handshake_status",
+        "path_params",
+        "request",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         transport: Transport,
         settings: Settings,
-        task_group: TaskGroup,
         path_params: Mapping[str, Any] | None = None,
         on_answer: Callable[[int], None] | None = None,
     ) -> None:
         self.request: Request = transport.request
         self._on_answer = on_answer  # told the handshake's status once it is on the wire
-        self.path_params: dict[str, Any] = dict(path_params or {})
+        self.path_params: dict[str, Any] = dict(path_params) if path_params else {}
         self.subprotocol: str | None = None
         self.handshake_status: int | None = None  # 101, or the HTTP status that refused it
+        self._transport = transport
         self._connection = ConnectionState()
-        self._bridge = Bridge(transport, settings, self._connection)
-        self._task_group = task_group
+        self._channel = Channel(transport, settings, self._connection)
 
     # -- the opening request, readable before accept() -----------------------
 
@@ -91,7 +103,7 @@ class WebSocket:
     @property
     def close_code(self) -> int | None:
         """The code the connection closed with, once it is closing or closed."""
-        return self._bridge.close_code
+        return self._channel.close_code
 
     # -- the handshake --------------------------------------------------------
 
@@ -116,22 +128,23 @@ class WebSocket:
                 f"choose one of {self.request.subprotocols} or None"
             )
         extra = _checked_headers(headers)
-        try:
-            await self._bridge.transport.accept(subprotocol, extra)
-            lost = False
-        except TransportClosed:
-            lost = True
+        # Connected before the 101 goes out: the backend may push the
+        # client's first frames while accept() is still writing it.
+        self._connection.apply(Transition.ACCEPT)
         self.subprotocol = subprotocol
         self.handshake_status = 101
+        channel = self._channel
+        try:
+            await self._transport.accept(subprotocol, extra, channel)
+            lost = False
+        except TransportClosed:
+            channel.connection_lost(CloseCode.ABNORMAL_CLOSURE, "the client left during the handshake")
+            lost = True
         if self._on_answer is not None:
             self._on_answer(101)
-        self._connection.apply(Transition.ACCEPT)
-        # Started even when the client left: the pump then records the end at once.
-        self._task_group.start_soon(self._bridge.pump)
-        self._task_group.start_soon(self._bridge.keepalive)
-        self._task_group.start_soon(self._bridge.idle_watch)
+        channel.start()
         if lost:
-            raise WebSocketDisconnect(CloseCode.ABNORMAL_CLOSURE, "the client left during the handshake")
+            raise channel.disconnect_error()
 
     async def deny(
         self, status: int = 403, headers: Mapping[str, str] | HeaderList | None = None, body: bytes = b""
@@ -149,10 +162,10 @@ class WebSocket:
 
     async def _reject(self, response: Response) -> None:
         self._connection.apply(Transition.DENY)
-        self._bridge.refused()
+        self._channel.refused()
         self.handshake_status = response.status
         with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
-            await self._bridge.transport.reject(response)
+            await self._transport.reject(response)
         if self._on_answer is not None:
             self._on_answer(response.status)
 
@@ -170,8 +183,11 @@ class WebSocket:
             TimeoutError: no message within ``timeout``.
             WebSocketStateError: called before accept(), or while another task receives.
         """
-        self._connection.check(Operation.RECEIVE, "receive()")
-        return await self._bridge.receive(timeout)
+        if self._connection.state is _CONNECTING:
+            self._connection.check(Operation.RECEIVE, "receive()")
+        channel = self._channel
+        data = channel.take() if channel.inbox else await channel.receive(timeout)
+        return TextMessage(data) if type(data) is str else BytesMessage(data)  # type: ignore[arg-type]  # not str: bytes
 
     async def receive_text(self, timeout: float | None = None) -> str:
         """The next message, which must be text.
@@ -181,11 +197,13 @@ class WebSocket:
             WebSocketDisconnect: the connection ended.
             TimeoutError: no message within ``timeout`` seconds.
         """
-        self._connection.check(Operation.RECEIVE, "receive_text()")
-        message = await self._bridge.receive(timeout)
-        if type(message) is not TextMessage:
-            raise MessageTypeError("text", message)
-        return message.data
+        if self._connection.state is _CONNECTING:
+            self._connection.check(Operation.RECEIVE, "receive_text()")
+        channel = self._channel
+        data = channel.take() if channel.inbox else await channel.receive(timeout)
+        if type(data) is not str:
+            raise MessageTypeError("text", BytesMessage(data))  # type: ignore[arg-type]  # not str: bytes
+        return data
 
     async def receive_bytes(self, timeout: float | None = None) -> bytes:
         """The next message, which must be binary.
@@ -195,11 +213,13 @@ class WebSocket:
             WebSocketDisconnect: the connection ended.
             TimeoutError: no message within ``timeout`` seconds.
         """
-        self._connection.check(Operation.RECEIVE, "receive_bytes()")
-        message = await self._bridge.receive(timeout)
-        if type(message) is not BytesMessage:
-            raise MessageTypeError("binary", message)
-        return message.data
+        if self._connection.state is _CONNECTING:
+            self._connection.check(Operation.RECEIVE, "receive_bytes()")
+        channel = self._channel
+        data = channel.take() if channel.inbox else await channel.receive(timeout)
+        if type(data) is str:
+            raise MessageTypeError("binary", TextMessage(data))
+        return data  # type: ignore[return-value]  # not str: bytes
 
     async def receive_json(self, timeout: float | None = None) -> Any:
         """The next message (text or binary) parsed as JSON.
@@ -209,8 +229,10 @@ class WebSocket:
             WebSocketDisconnect: the connection ended.
             TimeoutError: no message within ``timeout`` seconds.
         """
-        self._connection.check(Operation.RECEIVE, "receive_json()")
-        return json.loads(await self._bridge.receive(timeout))
+        if self._connection.state is _CONNECTING:
+            self._connection.check(Operation.RECEIVE, "receive_json()")
+        channel = self._channel
+        return json.loads(channel.take() if channel.inbox else await channel.receive(timeout))
 
     def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer closes normally (1000 or 1001).
@@ -233,7 +255,9 @@ class WebSocket:
         """Send a `TextMessage` or `BytesMessage`."""
         if type(message) is not TextMessage and type(message) is not BytesMessage:
             raise TypeError(f"send() takes a TextMessage or BytesMessage, not {type(message).__name__}")
-        await self._send(message, "send()")
+        if self._connection.state is not _CONNECTED:
+            self._check_send("send()")
+        await self._channel.send(message.data)
 
     async def send_text(self, data: str) -> None:
         """Send a text message.
@@ -248,7 +272,9 @@ class WebSocket:
                     f"send_text() takes a str, not {type(data).__name__}; use send_bytes() for bytes"
                 )
             data = str(data)
-        await self._send(TextMessage(data), "send_text()")
+        if self._connection.state is not _CONNECTED:
+            self._check_send("send_text()")
+        await self._channel.send(data)
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send a binary message.
@@ -263,7 +289,9 @@ class WebSocket:
                     f"send_bytes() takes bytes, not {type(data).__name__}; use send_text() for str"
                 )
             data = bytes(data)
-        await self._send(BytesMessage(data), "send_bytes()")
+        if self._connection.state is not _CONNECTED:
+            self._check_send("send_bytes()")
+        await self._channel.send(data)
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send ``data`` as JSON in a text (default) or binary message.
@@ -274,11 +302,14 @@ class WebSocket:
             WebSocketDisconnect: the connection is closing or gone.
         """
         if mode == "text":
-            await self._send(TextMessage(json.dumps(data).decode()), "send_json()")
+            payload: str | bytes = json.dumps(data).decode()
         elif mode == "binary":
-            await self._send(BytesMessage(json.dumps(data)), "send_json()")
+            payload = json.dumps(data)
         else:
             raise ValueError(f'send_json() mode must be "text" or "binary", not {mode!r}')
+        if self._connection.state is not _CONNECTED:
+            self._check_send("send_json()")
+        await self._channel.send(payload)
 
     async def send_fragments(
         self, fragments: Iterable[str] | Iterable[bytes] | AsyncIterable[str] | AsyncIterable[bytes]
@@ -298,22 +329,18 @@ class WebSocket:
             TypeError: a fragment is neither str nor bytes, or not the type of the first.
             WebSocketDisconnect: the connection is closing or gone.
         """
-        if self._connection.check(Operation.SEND, "send_fragments()") is Verdict.DISCONNECTED:
-            raise self._bridge.disconnect_error()
+        self._check_send("send_fragments()")
         if isinstance(fragments, str | bytes | bytearray | memoryview):
             raise TypeError(
                 "send_fragments() takes an iterable of fragments, not a single "
                 f"{type(fragments).__name__}; use send_text() or send_bytes() for a whole message"
             )
-        await self._bridge.send_fragments(_aiter(fragments))
+        await self._channel.send_fragments(_aiter(fragments))
 
-    async def _send(self, message: Message, call: str) -> None:
-        # Connected is the common case and allows sending; the bridge checks
-        # the state again once it is this sender's turn.
-        if self._connection.state is not WebSocketState.CONNECTED:
-            if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
-                raise self._bridge.disconnect_error()
-        await self._bridge.send(message)
+    def _check_send(self, call: str) -> None:
+        # Off the common path (connected): raise what the state table says.
+        if self._connection.check(Operation.SEND, call) is Verdict.DISCONNECTED:
+            raise self._channel.disconnect_error()
 
     async def ping(self, data: bytes | None = None) -> None:
         """Send a Ping and return when the client's Pong arrives.
@@ -326,11 +353,11 @@ class WebSocket:
             WebSocketDisconnect: the connection ended before the Pong.
         """
         if self._connection.check(Operation.PING, "ping()") is Verdict.DISCONNECTED:
-            raise self._bridge.disconnect_error()
+            raise self._channel.disconnect_error()
         payload = os.urandom(4) if data is None else bytes(data)
         if len(payload) > 125:
             raise ValueError(f"a ping payload is at most 125 bytes (RFC 6455 5.5), not {len(payload)}")
-        await self._bridge.ping(payload)
+        await self._channel.ping(payload)
 
     # -- closing ----------------------------------------------------------
 
@@ -348,12 +375,12 @@ class WebSocket:
         check_close(code, reason)
         verdict = self._connection.check(Operation.CLOSE, "close()")
         if verdict is Verdict.ALREADY_DONE:
-            await self._bridge.wait_closed()
+            await self._channel.wait_closed()
         elif self._connection.state is WebSocketState.CONNECTING:
             await self._reject(FORBIDDEN)
         else:
-            await self._bridge.start_close(code, reason)
-            await self._bridge.wait_closed()
+            self._channel.start_close(code, reason)
+            await self._channel.wait_closed()
 
     # -- for the session that runs this connection -------------------------
 
@@ -361,12 +388,12 @@ class WebSocket:
         """Close (if still open) and wait for the handshake; the session's last word."""
         if self._connection.state is WebSocketState.CONNECTING:
             raise AssertionError("fastrapi bug: _end() before the handshake was answered")
-        await self._bridge.start_close(code, reason)
-        await self._bridge.wait_closed()
+        self._channel.start_close(code, reason)
+        await self._channel.wait_closed()
 
     def _release(self) -> None:
         """Free what the session held; called once, when it is over."""
-        self._bridge.release()
+        self._channel.release()
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.request.path!r} {self.client_state.name}>"

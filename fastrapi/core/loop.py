@@ -1,0 +1,22 @@
+"""The running event loop's own primitives, for the per-message path.
+
+anyio runs the server's life (listeners, task groups, signals, shutdown),
+but its primitives cost a backend lookup and a cancellation check on every
+call, which a message cannot afford. The per-message path waits on a plain
+future and times with the loop's timer callbacks instead, and gets both only
+from here: the one place to change for another event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeAlias
+
+Loop: TypeAlias = asyncio.AbstractEventLoop
+Waiter: TypeAlias = "asyncio.Future[None]"
+Timer: TypeAlias = asyncio.TimerHandle
+
+
+def running_loop() -> Loop:
+    """The event loop running the calling task."""
+    return asyncio.get_running_loop()
