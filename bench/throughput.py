@@ -78,7 +78,7 @@ async def drive(port: int, messages: int, size: int, window: int) -> float:
         raise RuntimeError(f"nothing listens on port {port}")
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     head = await reader.readuntil(b"\r\n\r\n")

@@ -1,0 +1,78 @@
+// Command loadgen loads one WebSocket echo server in one shape and prints the
+// result as one JSON line on stdout.
+//
+//	loadgen -mode rr|latency|idle|handshake|pipeline|bulk -url ws://127.0.0.1:PORT/ws [flags]
+//
+// Timed modes warm up, print {"event":"window"} as the timed window opens, and
+// print the result when it closes, so that the harness can sample the server's
+// CPU over the same window. The idle mode is driven from stdin instead: see
+// runIdle. On failure it prints {"error": "..."} and exits 1.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+)
+
+type options struct {
+	mode     string
+	url      string
+	conns    int
+	clients  int
+	size     int
+	binary   bool
+	window   int
+	warmup   time.Duration
+	duration time.Duration
+	timeout  time.Duration
+}
+
+func main() {
+	var opt options
+	flag.StringVar(&opt.mode, "mode", "rr", "rr, latency, idle, handshake, pipeline or bulk")
+	flag.StringVar(&opt.url, "url", "ws://127.0.0.1:8000/ws", "the echo server")
+	flag.IntVar(&opt.conns, "conns", 50, "connections (rr) or idle connections (idle)")
+	flag.IntVar(&opt.clients, "clients", 8, "concurrent clients (handshake)")
+	flag.IntVar(&opt.size, "size", 32, "message size in bytes")
+	flag.BoolVar(&opt.binary, "binary", false, "send binary messages instead of text")
+	flag.IntVar(&opt.window, "window", 64, "messages in flight (pipeline)")
+	flag.DurationVar(&opt.warmup, "warmup", time.Second, "load before the timed window")
+	flag.DurationVar(&opt.duration, "duration", 3*time.Second, "the timed window")
+	flag.DurationVar(&opt.timeout, "timeout", 10*time.Second, "longest wait for any one reply")
+	flag.Parse()
+
+	modes := map[string]func(options) (map[string]any, error){
+		"rr":        runRequestReply,
+		"latency":   runLatency,
+		"idle":      runIdle,
+		"handshake": runHandshake,
+		"pipeline":  runPipeline,
+		"bulk":      runBulk,
+	}
+	run, known := modes[opt.mode]
+	if !known {
+		fail(fmt.Errorf("unknown mode %q", opt.mode))
+	}
+	result, err := run(opt)
+	if err != nil {
+		fail(err)
+	}
+	result["mode"] = opt.mode
+	emit(result)
+}
+
+func emit(line map[string]any) {
+	encoded, err := json.Marshal(line)
+	if err != nil {
+		panic(err)
+	}
+	os.Stdout.Write(append(encoded, '\n'))
+}
+
+func fail(err error) {
+	emit(map[string]any{"error": err.Error()})
+	os.Exit(1)
+}
