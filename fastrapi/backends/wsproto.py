@@ -1,45 +1,43 @@
-"""The wsproto backend: anyio TCP, h11 for HTTP, wsproto for WebSocket frames.
+"""The wsproto backend: h11 for the opening request, wsproto for frames, on an asyncio protocol.
 
-Everything here is sans-I/O glue: bytes from the socket go into h11 (the
-opening request) and then wsproto (frames); what they emit goes to the core
-as events; what the core sends goes through them back to the socket.
+Each TCP connection is one `WsprotoConnection`, an ``asyncio.Protocol``
+and the core's `Transport` at once: bytes from ``data_received`` go into h11
+(the request) and then wsproto (frames), and every event wsproto parses is
+pushed to the core where it is parsed. No task reads the socket; the only
+task of a connection is its session (the handler).
 
 Settings mapping: ``max_request_size`` is h11's ``max_incomplete_event_size``
-(431 beyond it); ``open_timeout`` bounds reading the request. wsproto has no
+(431 beyond it); ``open_timeout`` bounds the request's arrival. wsproto has no
 message size limit of its own; it hands over frame payloads as they arrive,
-so the core's ``max_message_size`` check sees
-an oversized message before it is buffered whole. With ``compression`` on,
-permessage-deflate is negotiated with `BoundedPerMessageDeflate`. Every chunk
-read goes through the core's `FrameCheck` first (the frame size limit);
-wsproto checks UTF-8 as text arrives itself. ``write_limit`` is the socket
-transport's write buffer high-water mark, which `SocketWriter` waits on.
+so the core's ``max_message_size`` check sees an oversized message before it
+is buffered whole. With ``compression`` on, permessage-deflate is negotiated
+with `BoundedPerMessageDeflate`. Every chunk read goes through the core's
+`FrameCheck` first (the frame size limit); wsproto checks UTF-8 as text
+arrives itself. ``write_limit`` is the socket transport's high-water mark.
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from collections import deque
-from typing import Any
 
-import anyio
 import h11
-from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
-from wsproto import ConnectionType, WSConnection
-from wsproto import events as ws
-from wsproto.connection import ConnectionState
+from anyio.abc import TaskStatus
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token
 
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
+from fastrapi.backends._sockets import drop
+from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
-from fastrapi.core.locks import FastLock
 from fastrapi.core.request import Address, Headers, Request
-from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
-READ_SIZE = 65536
-_NETWORK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+SERVER_WINDOW_BITS = 12  # a 4 KiB window: websockets' memory-tuned choice
 
 
 class BoundedPerMessageDeflate(PerMessageDeflate):
@@ -79,329 +77,349 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         return super().frame_inbound_complete(proto, fin)
 
 
-SERVER_WINDOW_BITS = 12  # a 4 KiB window: websockets' memory-tuned choice
-
-
 class WsprotoServer:
-    def __init__(self, listener: SocketListener | anyio.abc.Listener[SocketStream]) -> None:
-        self._listener = listener
-        self._addresses: list[Address] = []
-        for sub in getattr(listener, "listeners", [listener]):
-            host, port = sub.extra(SocketAttribute.local_address)[:2]
-            self._addresses.append(Address(str(host), int(port)))
+    def __init__(self, backend: WsprotoBackend, server: asyncio.Server) -> None:
+        self._backend = backend
+        self._server = server
 
     @property
     def addresses(self) -> list[Address]:
-        return list(self._addresses)
+        return [Address(*sock.getsockname()[:2]) for sock in self._server.sockets]
 
     async def stop_accepting(self) -> None:
-        await self._listener.aclose()
+        self._server.close()
+        self._backend.stopped.set()
+        self._backend.check_idle()
 
 
 class WsprotoBackend:
     def __init__(self, app: Application) -> None:
         self.app = app
+        self.stopped = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.connections: set[WsprotoConnection] = set()
+        self.sessions: set[asyncio.Task[None]] = set()
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        server = WsprotoServer(listener)
-        async with anyio.create_task_group() as connections:
-            task_status.started(server)
-            try:
-                await listener.serve(self._connection, task_group=connections)
-            except* (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass  # stop_accepting() closed the listener; connections go on
-
-    async def _connection(self, stream: SocketStream) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: WsprotoConnection(self), host, port)
+        task_status.started(WsprotoServer(self, server))
         try:
-            await HTTPConnection(self.app, stream).run()
+            await self.stopped.wait()
+            await self.idle.wait()  # every session has ended
         finally:
-            await _aclose(stream)
+            server.close()
+            for session in list(self.sessions):
+                session.cancel()
+            for connection in list(self.connections):
+                connection.abort()
 
+    def start_session(self, connection: WsprotoConnection, request: Request) -> None:
+        session = asyncio.get_running_loop().create_task(self._session(connection, request))
+        self.sessions.add(session)
+        session.add_done_callback(self._session_done)
 
-class HTTPConnection:
-    """One TCP connection: read the opening request, then answer or upgrade it."""
+    def _session_done(self, session: asyncio.Task[None]) -> None:
+        self.sessions.discard(session)
+        self.check_idle()
 
-    def __init__(self, app: Application, stream: SocketStream) -> None:
-        self.app = app
-        self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=app.settings.max_request_size)
+    def check_idle(self) -> None:
+        if self.stopped.is_set() and not self.sessions:
+            self.idle.set()
 
-    async def run(self) -> None:
+    async def _session(self, connection: WsprotoConnection, request: Request) -> None:
         try:
-            with anyio.fail_after(self.app.settings.open_timeout):
-                request = await self._read_request()
-        except TimeoutError:
-            return  # the request never came whole: drop the connection
-        except h11.RemoteProtocolError as error:
-            await self._respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
-            return
-        if request is None:
-            return  # the client left before sending a whole request
-        head, core_request = request
-        if core_request.is_upgrade:
-            await self._upgrade(head, core_request)
-        else:
-            await self._respond(await self.app.handle_http(core_request), head.method == b"HEAD")
-
-    async def _read_request(self) -> tuple[h11.Request, Request] | None:
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    data = await self.stream.receive(READ_SIZE)
-                except _NETWORK_ERRORS:
-                    return None
-                self.h11.receive_data(data)
-            elif isinstance(event, h11.Request):
-                return event, Request(
-                    method=event.method.decode("ascii"),
-                    target=event.target.decode("ascii"),
-                    headers=Headers(
-                        (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
-                    ),
-                    client=_peer(self.stream),
-                )
+            if request.is_upgrade:
+                await self.app.handle_websocket(connection)
             else:
-                return None  # ConnectionClosed: nothing to answer
-
-    async def _upgrade(self, head: h11.Request, request: Request) -> None:
-        # Bytes the client sent after its request (early frames) belong to wsproto.
-        while self.h11.next_event() not in (h11.PAUSED, h11.NEED_DATA):
-            pass
-        trailing = self.h11.trailing_data[0]
-        await self.app.handle_websocket(WsprotoTransport(request, self, head, trailing))
-
-    async def _respond(self, response: Response, head_only: bool = False) -> None:
-        headers = [
-            *response.headers,
-            ("content-length", str(len(response.body))),
-            ("connection", "close"),
-        ]
-        try:
-            data = self.h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
-            if response.body and not head_only:
-                data += self.h11.send(h11.Data(data=response.body)) or b""
-            data += self.h11.send(h11.EndOfMessage()) or b""
-            await self.stream.send(data)
-        except (h11.LocalProtocolError, *_NETWORK_ERRORS):
-            pass  # the client left, or the request was too broken for a response
+                response = await self.app.handle_http(request)
+                connection.respond(response, head_only=request.method == "HEAD")
+        finally:
+            connection.abort()
 
 
-class WsprotoTransport:
-    """The core's `Transport` over one wsproto connection."""
+class WsprotoConnection(asyncio.Protocol):
+    """One TCP connection: read the opening request, then answer or upgrade it.
 
-    def __init__(self, request: Request, http: HTTPConnection, head: h11.Request, trailing: bytes) -> None:
-        self.request = request
-        self._http = http
-        self._stream = http.stream
-        self._head = head
-        self._protocol = WSConnection(ConnectionType.SERVER)
-        self._trailing = trailing
-        self._check = FrameCheck(http.app.settings.frame_limit, check_text=False)  # wsproto checks text
-        self._pending: deque[Event] = deque()
-        self._write_lock = FastLock()  # receive() writes too (Close replies)
-        self._writer = SocketWriter(http.stream, http.app.settings.write_limit)
-        self._close_event: ws.CloseConnection | None = None
-        self._closed = False
+    The core's `Transport` for that connection once it asks for an upgrade.
+    """
+
+    def __init__(self, backend: WsprotoBackend) -> None:
+        self._backend = backend
+        settings = backend.app.settings
+        self._settings = settings
+        self._http: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=settings.max_request_size
+        )
+        self._head: h11.Request | None = None
+        self.request: Request  # set once the request head arrived
+        self._early = b""  # bytes after the request head, before the 101
+        self._transport: asyncio.Transport | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._ws: Connection | None = None
+        self._check: FrameCheck | None = None
+        self._receiver: Receiver | None = None
         self._failed = False  # a protocol error was reported; nothing more is read
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._lost = False
 
-    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
-        # The core checked the request already (fastrapi.core.handshake), so
-        # wsproto's own checks pass; it only needs the request to answer it.
-        self._protocol.initiate_upgrade_connection(list(self._head.headers), self._head.target)
-        extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-        settings = self._http.app.settings
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self._settings.write_limit)
+        self._backend.connections.add(self)
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self._settings.open_timeout, self._head_overdue
+        )
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        if ws is None:
+            self._http_received(data)
+            return
+        if self._failed:
+            return
+        assert self._check is not None
+        violation = self._check.feed(data)
+        if violation is None:
+            self._frames_received(ws, data)
+            return
+        # The frames before the offending one are sound: report them first.
+        self._frames_received(ws, data[: max(violation.frame_start, 0)])
+        if not self._failed and ws.state is ConnectionState.OPEN:
+            self._failed = True
+            assert self._receiver is not None
+            self._receiver.protocol_error(violation.code, violation.reason)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._backend.connections.discard(self)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(TransportClosed("the connection is gone"))
+        self._drain_waiters.clear()
+        if self._receiver is not None:
+            self._receiver.connection_lost()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- the opening request ---------------------------------------------
+
+    def _http_received(self, data: bytes) -> None:
+        http = self._http
+        if http is None or self._head is not None:
+            self._early += data  # frames sent before the 101; fed to wsproto once accepted
+            return
+        http.receive_data(data)
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError as error:
+            self.respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
+            self.abort()
+            return
+        if event is h11.NEED_DATA:
+            return
+        if not isinstance(event, h11.Request):
+            self.abort()  # the client closed before a whole request
+            return
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._head = event
+        self.request = Request(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("ascii"),
+            headers=Headers(
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            ),
+            client=self._peer(),
+        )
+        self._early, _ = http.trailing_data
+        self._backend.start_session(self, self.request)
+
+    def _head_overdue(self) -> None:
+        self._head_timer = None
+        if self._head is None:
+            self.abort()  # the request never came whole: a slowloris holds nothing
+
+    def _peer(self) -> Address | None:
+        assert self._transport is not None
+        peer = self._transport.get_extra_info("peername")
+        return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+
+    def respond(self, response: Response, head_only: bool = False) -> None:
+        """Write an HTTP response to a request that did not become a WebSocket."""
+        http, transport = self._http, self._transport
+        if http is None or transport is None or transport.is_closing():
+            return
+        try:
+            data = (
+                http.send(h11.Response(status_code=response.status, headers=response.wire_headers())) or b""
+            )
+            if response.body and not head_only:
+                data += http.send(h11.Data(data=response.body)) or b""
+            data += http.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:
+            return  # the request was too broken for a response
+        transport.write(data)
+
+    # -- the Transport contract --------------------------------------------
+
+    async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
+        http, transport = self._http, self._transport
+        assert http is not None and transport is not None
+        if self._lost:
+            raise TransportClosed("the client left during the handshake")
+        request = self.request
+        response_headers: list[tuple[str, str]] = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            (
+                "sec-websocket-accept",
+                generate_accept_token(request.headers["sec-websocket-key"].encode()).decode(),
+            ),
+        ]
+        if subprotocol is not None:
+            response_headers.append(("sec-websocket-protocol", subprotocol))
         extensions: list[Extension] = []
-        if settings.compression:
-            extensions.append(BoundedPerMessageDeflate(settings.max_message_size))
-        await self._write(
-            self._protocol.send(
-                ws.AcceptConnection(subprotocol=subprotocol, extra_headers=extra, extensions=extensions)
+        if self._settings.compression:
+            offers = [
+                offer.strip()
+                for value in request.headers.get_all("sec-websocket-extensions")
+                for offer in value.split(",")
+            ]
+            deflate = BoundedPerMessageDeflate(self._settings.max_message_size)
+            accepted = server_extensions_handshake(offers, [deflate])
+            if accepted:
+                extensions.append(deflate)
+                response_headers.append(("sec-websocket-extensions", accepted.decode("ascii")))
+        response_headers.extend(headers)
+        # The core checked the request already (fastrapi.core.handshake).
+        data = http.send(
+            h11.InformationalResponse(
+                status_code=101, headers=response_headers, reason=b"Switching Protocols"
             )
         )
-        if self._trailing:
-            self._feed(self._trailing)
+        self._http = None  # h11 is done with: it costs memory on every open connection
+        self._ws = Connection(ConnectionType.SERVER, extensions)
+        # wsproto checks text itself; the check follows frame sizes and masks.
+        self._check = FrameCheck(self._settings.frame_limit, check_text=False)
+        self._receiver = receiver
+        transport.write(data or b"")
+        if self._early:
+            early, self._early = self._early, b""
+            self.data_received(early)
 
     async def reject(self, response: Response) -> None:
-        await self._http._respond(response)
-        await self.abort()
+        self.respond(response)
+        self.abort()
 
-    async def receive(self) -> Event:
-        while not self._pending:
-            if self._closed or self._failed:
-                return Closed(1006)
-            try:
-                data: bytes | None = await self._stream.receive(READ_SIZE)
-            except anyio.EndOfStream:
-                data = None
-            except _NETWORK_ERRORS:
-                await self.abort()
-                return Closed(1006)
-            self._feed(data)
-            await self._flush_close()
-        return self._pending.popleft()
+    async def send(self, data: str | bytes) -> None:
+        ws, transport = self._ws, self._transport
+        assert ws is not None and transport is not None
+        if ws.state is not ConnectionState.OPEN or self._lost:
+            raise TransportClosed("the WebSocket is closing")
+        # wsproto's frame protocol directly: Connection.send builds an event
+        # and checks its type on every message to reach the same call.
+        transport.write(ws._proto.send_data(data, True))
+        if self._writing_paused:
+            await self._drain()
 
-    def _feed(self, data: bytes | None) -> None:
-        if data:
-            violation = self._check.feed(data)
-            if violation is not None:
-                self._parse(data[: max(violation.frame_start, 0)])
-                if not self._failed and self._close_event is None:
-                    self._pending.append(ProtocolError(violation.code, violation.reason))
-                    self._failed = True
-                return
-        self._parse(data)
+    async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
+        # wsproto's frame protocol keeps the outgoing message's opcode:
+        # after the first frame, it writes continuations.
+        ws, transport = self._ws, self._transport
+        assert ws is not None and transport is not None
+        if ws.state is not ConnectionState.OPEN or self._lost:
+            raise TransportClosed("the WebSocket is closing")
+        transport.write(ws._proto.send_data(data, final))
+        if self._writing_paused:
+            await self._drain()
 
-    def _parse(self, data: bytes | None) -> None:
-        protocol = self._protocol
-        protocol.receive_data(data)
-        pending = self._pending
-        for event in protocol.events():
+    def send_ping(self, data: bytes) -> None:
+        ws, transport = self._ws, self._transport
+        if ws is not None and transport is not None and ws.state is ConnectionState.OPEN and not self._lost:
+            transport.write(ws._proto.ping(data))
+
+    def send_pong(self, data: bytes) -> None:
+        ws, transport = self._ws, self._transport
+        if ws is not None and transport is not None and ws.state is ConnectionState.OPEN and not self._lost:
+            transport.write(ws._proto.pong(data))
+
+    def send_close(self, code: int, reason: str) -> None:
+        ws, transport = self._ws, self._transport
+        if ws is None or transport is None or self._lost:
+            return
+        if ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return
+        if code == CloseCode.NO_STATUS_RCVD:
+            frame = ws.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
+        else:
+            frame = ws.send(CloseConnection(code=code, reason=reason))
+        transport.write(frame)
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        drop(self._transport, self._settings.close_timeout)
+
+    async def _drain(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    # -- frames --------------------------------------------------------------
+
+    def _frames_received(self, ws: Connection, data: bytes) -> None:
+        receiver = self._receiver
+        assert receiver is not None
+        ws.receive_data(data)
+        for event in ws.events():
             kind = type(event)
-            if kind is ws.TextMessage:
-                pending.append(TextMessage(event.data, event.message_finished))  # type: ignore[attr-defined]
-            elif kind is ws.BytesMessage:
-                pending.append(BytesMessage(bytes(event.data), event.message_finished))  # type: ignore[attr-defined]
-            elif kind is ws.Ping:
-                pending.append(Ping(bytes(event.payload)))  # type: ignore[attr-defined]
-            elif kind is ws.Pong:
-                pending.append(Pong(bytes(event.payload)))  # type: ignore[attr-defined]
-            elif isinstance(event, ws.CloseConnection):
-                if protocol.state is ConnectionState.OPEN:
+            if kind is TextMessage or kind is BytesMessage:
+                payload = event.data  # type: ignore[attr-defined]
+                receiver.fragment_received(
+                    payload if kind is TextMessage else bytes(payload),
+                    event.message_finished,  # type: ignore[attr-defined]
+                    kind is TextMessage,
+                )
+            elif kind is Ping:
+                receiver.ping_received(bytes(event.payload))  # type: ignore[attr-defined]
+            elif kind is Pong:
+                receiver.pong_received(bytes(event.payload))  # type: ignore[attr-defined]
+            elif isinstance(event, CloseConnection):
+                if ws.state is ConnectionState.OPEN:
                     # wsproto found a protocol error (1002, 1007...) and sent
                     # nothing: the core fails the connection once the handler
                     # has read what came before it.
-                    pending.append(ProtocolError(int(event.code), event.reason or ""))
                     self._failed = True
+                    receiver.protocol_error(int(event.code), event.reason or "")
                 else:
-                    self._close_event = event
-                    pending.append(Closed(int(event.code), event.reason or ""))
-                break  # nothing after a Close or an error counts (RFC 6455 5.5.1, 7.1.7)
-
-    async def _flush_close(self) -> None:
-        event = self._close_event
-        if event is None or self._closed:
-            return
-        if self._protocol.state is ConnectionState.REMOTE_CLOSING:
-            # The peer closed: echo its code, then close TCP (section 5.5.1, 7.1.1).
-            await self._write_quietly(self._protocol.send(event.response()))
-        await self.abort()
-
-    async def send(self, event: Message | Ping | Pong) -> None:
-        if self._protocol.state is not ConnectionState.OPEN:
-            raise TransportClosed("the WebSocket is closing")
-        frame: ws.Event
-        if isinstance(event, TextMessage):  # wsproto makes later fragments continuations
-            frame = ws.TextMessage(data=event.data, message_finished=event.final)
-        elif isinstance(event, BytesMessage):
-            frame = ws.BytesMessage(data=event.data, message_finished=event.final)
-        elif isinstance(event, Ping):
-            frame = ws.Ping(payload=event.data)
-        else:
-            frame = ws.Pong(payload=event.data)
-        await self._write(self._protocol.send(frame))
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._protocol.state is not ConnectionState.OPEN:
-            return  # the peer's Close came first; receive() answers it
-        await self._write(self._protocol.send(ws.CloseConnection(code=code, reason=reason)))
-
-    async def abort(self) -> None:
-        self._closed = True
-        self._writer.flush()  # a Close written just before goes out first
-        await _aclose(self._stream)
-
-    async def _write(self, data: bytes) -> None:
-        try:
-            async with self._write_lock:
-                await self._writer.write(data)
-        except _NETWORK_ERRORS as error:
-            raise TransportClosed(str(error)) from error
-
-    async def _write_quietly(self, data: bytes) -> None:
-        try:
-            await self._write(data)
-        except TransportClosed:
-            pass
-
-
-async def _aclose(stream: SocketStream) -> None:
-    with anyio.CancelScope(shield=True):
-        try:
-            await stream.aclose()
-        except OSError:
-            pass
-
-
-class SocketWriter:
-    """Writes to a socket stream: no trip through the event loop per message,
-    and the messages sent in one turn of the loop go out in one system call.
-
-    anyio's ``send`` yields to the event loop on every call, even when the
-    data went straight into the socket: once per message sent, the largest
-    single cost of a small message. On asyncio this writes to the stream's
-    transport instead: data waits in a list until the end of the current
-    turn of the loop (or until it reaches the high-water mark), then goes
-    out joined; a writer waits only while the transport's buffer is over
-    its high-water mark (``write_limit``), as asyncio's own streams do.
-    Elsewhere it uses ``send``.
-    """
-
-    def __init__(self, stream: SocketStream, high_water: int) -> None:
-        self._stream = stream
-        self._high_water = high_water
-        transport = getattr(stream, "_transport", None)
-        protocol = getattr(stream, "_protocol", None)
-        self._transport: asyncio.WriteTransport | None = None
-        self._protocol: Any = None
-        if isinstance(transport, asyncio.WriteTransport) and hasattr(protocol, "write_event"):
-            self._transport, self._protocol = transport, protocol
-            # anyio offers no setting for the mark; a quarter of it is where
-            # writing resumes, as asyncio's default has it.
-            transport.set_write_buffer_limits(high=high_water)
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-
-    async def write(self, data: bytes) -> None:
-        transport, protocol = self._transport, self._protocol
-        if transport is None:
-            await self._stream.send(data)
-            return
-        if transport.is_closing() or protocol.exception is not None:
-            raise anyio.BrokenResourceError
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= self._high_water:
-            self.flush()
-        if not protocol.write_event.is_set():  # over the high-water mark: wait for the drain
-            await protocol.write_event.wait()
-            if transport.is_closing() or protocol.exception is not None:
-                raise anyio.BrokenResourceError
-
-    def flush(self) -> None:
-        """Hand what is waiting to the transport now (before closing, say)."""
-        if not self._pending:
-            return
-        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending.clear()
-        self._pending_size = 0
-        assert self._transport is not None
-        if not self._transport.is_closing():
-            self._transport.write(data)
-
-
-def _peer(stream: SocketStream) -> Address | None:
-    try:
-        address = stream.extra(SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return None
-    if isinstance(address, str):  # a UNIX socket has a path, not a host and port
-        return None
-    host, port = address[:2]
-    return Address(str(host), int(port))
+                    code = None if event.code == CloseCode.NO_STATUS_RCVD else int(event.code)
+                    receiver.close_received(code, event.reason or "")
+                return  # nothing after a Close or an error counts (RFC 6455 5.5.1, 7.1.7)
 
 
 backend_class: type[Backend] = WsprotoBackend

@@ -178,6 +178,9 @@ class Channel:
             return
         assembler = self._assembler
         if assembler is None:
+            if final and not (text and isinstance(data, bytes)):
+                self.message_received(data)  # a whole message after all
+                return
             assembler = self._assembler = Assembler(self._max_size, bool(text))
         try:
             message = assembler.feed(data, final)

@@ -80,11 +80,12 @@ class Receiver(Protocol):
         ...
 
     def fragment_received(self, data: str | bytes, final: bool, text: bool | None) -> None:
-        """A piece of a fragmented message (RFC 6455 section 5.4).
+        """A piece of a message that may be fragmented (RFC 6455 section 5.4).
 
-        ``text`` is the message's type on its first piece and None on the
-        continuations. A text piece may be str, or bytes of UTF-8 that the
-        core decodes (a character may span pieces).
+        ``text`` is the message's type, required on the first piece and
+        None where the library does not say (continuations). A text piece
+        may be str, or bytes of UTF-8 that the core decodes (a character may
+        span pieces). A final piece with nothing before it is a whole message.
         """
         ...
 
