@@ -1,0 +1,168 @@
+"""Starting, pinning and stopping the harness's processes: echo servers and the load client."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent.parent
+ECHO_SERVER = BENCH / "echo_server.py"
+
+
+class MeasurementError(Exception):
+    """A server or the client failed one measurement; the run goes on."""
+
+
+def raise_open_file_limit() -> None:
+    # Children inherit the limit: the idle shape holds thousands of sockets.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cores() -> tuple[int, int]:
+    """The server's core and the client's: the first two this process may use."""
+    usable = sorted(os.sched_getaffinity(0))
+    return usable[0], usable[1] if len(usable) > 1 else usable[0]
+
+
+def pinned_to(core: int) -> Callable[[], None]:
+    # Set between fork and exec, so that every thread the program starts
+    # inherits it; setting it afterwards from outside would race with them.
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class EchoServer:
+    """One echo server of bench/echo_server.py, in its own process, pinned to one core."""
+
+    def __init__(self, name: str, core: int, log_path: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            log.write(f"--- {name} on port {self.port}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, str(ECHO_SERVER), name, str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=pinned_to(core),
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise MeasurementError(f"exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise MeasurementError(f"not listening after {timeout:.0f} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 3) -> str:
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return " | ".join(line.strip() for line in tail) or "(no output)"
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+class ClientProcess:
+    """The load client: JSON lines out, and (idle mode) lines in to step it along."""
+
+    def __init__(self, argv: list[str], core: int) -> None:
+        self.argv = argv
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # a Go panic shows up in the error message
+            preexec_fn=pinned_to(core),
+        )
+        self._buffer = b""
+        self._noise: list[str] = []  # lines that are not JSON
+
+    def next_event(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line; an {"error": ...} line, silence or an exit raise MeasurementError."""
+        deadline = time.monotonic() + timeout
+        stdout: IO[bytes] = self.process.stdout  # type: ignore[assignment]
+        while True:
+            line, newline, rest = self._buffer.partition(b"\n")
+            if newline:
+                self._buffer = rest
+                try:
+                    event: dict[str, Any] = json.loads(line)
+                except ValueError:
+                    self._noise.append(line.decode(errors="replace").strip())
+                    continue
+                if "error" in event:
+                    raise MeasurementError(f"client: {event['error']}")
+                return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MeasurementError(f"client: no output within {timeout:.0f} s")
+            ready, _, _ = select.select([stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(stdout.fileno(), 65536)
+                if not chunk:
+                    noise = " | ".join(self._noise[-3:])
+                    raise MeasurementError(f"client exited ({self.process.wait()}) {noise}".strip())
+                self._buffer += chunk
+
+    def step(self) -> None:
+        stdin: IO[bytes] = self.process.stdin  # type: ignore[assignment]
+        stdin.write(b"\n")
+        stdin.flush()
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait for a clean exit; kill the client if it lingers."""
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
