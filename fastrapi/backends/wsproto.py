@@ -144,6 +144,24 @@ class WsprotoConnection(asyncio.Protocol):
     The core's `Transport` for that connection once it asks for an upgrade.
     """
 
+    __slots__ = (
+        "_backend",
+        "_check",
+        "_drain_waiters",
+        "_early",
+        "_failed",
+        "_requested",
+        "_head_timer",
+        "_http",
+        "_lost",
+        "_receiver",
+        "_settings",
+        "_transport",
+        "_writing_paused",
+        "_ws",
+        "request",
+    )
+
     def __init__(self, backend: WsprotoBackend) -> None:
         self._backend = backend
         settings = backend.app.settings
@@ -151,7 +169,7 @@ class WsprotoConnection(asyncio.Protocol):
         self._http: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=settings.max_request_size
         )
-        self._head: h11.Request | None = None
+        self._requested = False  # the request head arrived
         self.request: Request  # set once the request head arrived
         self._early = b""  # bytes after the request head, before the 101
         self._transport: asyncio.Transport | None = None
@@ -223,7 +241,7 @@ class WsprotoConnection(asyncio.Protocol):
 
     def _http_received(self, data: bytes) -> None:
         http = self._http
-        if http is None or self._head is not None:
+        if http is None or self._requested:
             self._early += data  # frames sent before the 101; fed to wsproto once accepted
             return
         http.receive_data(data)
@@ -241,7 +259,7 @@ class WsprotoConnection(asyncio.Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._head = event
+        self._requested = True
         self.request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("ascii"),
@@ -255,7 +273,7 @@ class WsprotoConnection(asyncio.Protocol):
 
     def _head_overdue(self) -> None:
         self._head_timer = None
-        if self._head is None:
+        if not self._requested:
             self.abort()  # the request never came whole: a slowloris holds nothing
 
     def _peer(self) -> Address | None:

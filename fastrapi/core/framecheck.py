@@ -54,6 +54,24 @@ class FrameViolation:
 class FrameCheck:
     """Checks one connection's incoming frames; feed it every byte in order."""
 
+    __slots__ = (
+        "_checking_frame",
+        "_chunk_size",
+        "_checking_message",
+        "_decoder",
+        "_fed",
+        "_fin",
+        "_frame_start",
+        "_head",
+        "_header_size",
+        "_mask",
+        "_remaining",
+        "_unmasked",
+        "check_text",
+        "max_frame_size",
+        "violation",
+    )
+
     def __init__(self, max_frame_size: int, check_text: bool = True) -> None:
         self.max_frame_size = max_frame_size
         self.check_text = check_text
@@ -68,6 +86,8 @@ class FrameCheck:
         self._checking_frame = False  # this frame's payload goes to the decoder
         self._checking_message = False  # the text message being received is checked
         self._decoder = _utf8_decoder()
+        self._header_size = 0
+        self._chunk_size = 0
 
     def feed(self, data: bytes) -> FrameViolation | None:
         """Read the next chunk; return a violation once one is found (then always it)."""
@@ -119,9 +139,6 @@ class FrameCheck:
             if self._head:
                 return None
             index += self._header_size
-
-    _header_size = 0
-    _chunk_size = 0
 
     def _skip_whole_frames(self, data: bytes, index: int, end: int) -> int:
         # Many small messages in one chunk: step over each small, masked,

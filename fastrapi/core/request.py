@@ -7,11 +7,15 @@ here, once, the same way for every backend.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote
+
+# scheme "://" authority, the start of a target in absolute form (RFC 9112 section 3.2.2)
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 class Address(NamedTuple):
@@ -97,9 +101,19 @@ class Request:
     scheme: str = "ws"
 
     @cached_property
+    def origin_target(self) -> str:
+        """The target as path and query: a target in absolute form
+        (``http://host/path?query``, RFC 9112 section 3.2.2) loses its scheme and host."""
+        target = self.target
+        if target.startswith("/"):
+            return target
+        absolute = _ABSOLUTE_FORM.match(target)
+        return target[absolute.end() :] if absolute else target
+
+    @cached_property
     def raw_path(self) -> str:
         """The path as sent, percent-encoding intact (what routes match against)."""
-        return self.target.partition("?")[0] or "/"
+        return self.origin_target.partition("?")[0] or "/"
 
     @cached_property
     def path(self) -> str:
@@ -107,7 +121,7 @@ class Request:
 
     @cached_property
     def query_string(self) -> str:
-        return self.target.partition("?")[2]
+        return self.origin_target.partition("?")[2]
 
     @cached_property
     def query_params(self) -> QueryParams:

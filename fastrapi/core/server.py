@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 
 from fastrapi.core.codes import CloseCode
+from fastrapi.core.loop import Task, cancel
 from fastrapi.core.exceptions import BackendUnavailableError, UnknownBackendError
 from fastrapi.core.request import Address
 from fastrapi.core.state import WebSocketState
@@ -54,15 +55,15 @@ class LiveConnections:
     """The open connections of one running server, for shutdown."""
 
     def __init__(self) -> None:
-        self._scopes: dict[WebSocket, anyio.CancelScope] = {}
+        self._scopes: dict[WebSocket, Task] = {}
         self._empty = anyio.Event()
         self._empty.set()
 
     def __len__(self) -> int:
         return len(self._scopes)
 
-    def opened(self, ws: WebSocket, scope: anyio.CancelScope) -> None:
-        self._scopes[ws] = scope
+    def opened(self, ws: WebSocket, task: Task) -> None:
+        self._scopes[ws] = task
         if self._empty.is_set():
             self._empty = anyio.Event()
 
@@ -79,8 +80,8 @@ class LiveConnections:
                     task_group.start_soon(ws.close, CloseCode.GOING_AWAY, "server shutting down")
             with anyio.move_on_after(grace):
                 await self._empty.wait()
-            for scope in self._scopes.values():
-                scope.cancel()
+            for task in self._scopes.values():
+                cancel(task)
             task_group.cancel_scope.cancel()
 
 

@@ -15,7 +15,6 @@ any other exception            HTTP 500, logged     close 1011, logged
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ import anyio
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
 from fastrapi.core.handshake import check_origin, check_size, check_upgrade
-from fastrapi.core.loop import running_loop
+from fastrapi.core.loop import Task, current_task, running_loop
 from fastrapi.core.request import Request
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
@@ -45,7 +44,7 @@ async def run_session(
     router: Router,
     settings: Settings,
     transport: Transport,
-    on_open: Callable[[WebSocket, anyio.CancelScope], None],
+    on_open: Callable[[WebSocket, Task], None],
     on_close: Callable[[WebSocket], None],
 ) -> None:
     """Route ``transport``'s request, run its handler, and close it; never raises.
@@ -69,33 +68,36 @@ async def run_session(
         _log_access(transport, 404, started)
         return
     route, params = found
-    log_answer = functools.partial(_log_access, transport, started=started)
-    ws = WebSocket(transport, settings, params, log_answer)
+
+    def answered(status: int) -> None:
+        watchdog.cancel()  # a timer left in the loop's heap costs memory on every connection
+        _log_access(transport, status, started)
+
+    ws = WebSocket(transport, settings, params, answered)
     # The handshake is bounded as a whole (open_timeout): a handler that
     # neither accepts nor refuses in time loses the connection, and its
     # accept() then raises WebSocketDisconnect.
     watchdog = running_loop().call_later(
         max(settings.open_timeout - (time.monotonic() - started), 0), _drop_if_undecided, ws
     )
-    with anyio.CancelScope() as scope:  # what shutdown cancels, once its grace is over
-        on_open(ws, scope)
-        try:
-            await _run_handler(ws, route.call(ws, params))
-            if ws.handshake_status == 101:
-                logger.info(
-                    '%s - "WebSocket %s" closed %s after %.1fs',
-                    _client(request),
-                    request.target,
-                    ws.close_code,
-                    time.monotonic() - started,
-                )
-        except Exception:  # a transport that broke its contract: lose this connection only
-            logger.exception("ending the connection to %s failed", request.client)
-        finally:
-            watchdog.cancel()
-            on_close(ws)
-            ws._release()
-            transport.abort()  # idempotent: only acts if anything is left
+    on_open(ws, current_task())  # what shutdown cancels, once its grace is over
+    try:
+        await _run_handler(ws, route.call(ws, params))
+        if ws.handshake_status == 101:
+            logger.info(
+                '%s - "WebSocket %s" closed %s after %.1fs',
+                _client(request),
+                request.target,
+                ws.close_code,
+                time.monotonic() - started,
+            )
+    except Exception:  # a transport that broke its contract: lose this connection only
+        logger.exception("ending the connection to %s failed", request.client)
+    finally:
+        watchdog.cancel()
+        on_close(ws)
+        ws._release()
+        transport.abort()  # idempotent: only acts if anything is left
 
 
 def _drop_if_undecided(ws: WebSocket) -> None:
