@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit autobahn autobahn-full bench clean
+.PHONY: demo test lint typecheck unit autobahn autobahn-full bench bench-quick bench-pipelined clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +35,28 @@ autobahn: $(STAMP)
 autobahn-full: $(STAMP)
 	$(BIN)/python conformance/autobahn/run --full --strict
 
-# Messages per second against the raw libraries, side by side (not part of test).
-bench: $(STAMP)
+# The reference servers of bench/run.py, and its Go load client (which needs
+# Debian's golang-go and golang-github-gorilla-websocket-dev).
+$(BENCH_STAMP): $(STAMP) pyproject.toml $(wildcard bench/loadgen/*.go)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/run.py --build-client
+	touch $(BENCH_STAMP)
+
+# Echo servers side by side in six shapes, 3 rounds (about 15 minutes);
+# writes bench/results/latest.{json,md,png}. See bench/README.md.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --plot
+
+# One short round of every server and shape (under a minute); fails if any
+# server fails any shape, never on speed.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick
+
+# Messages per second with 64 in flight against the raw libraries (bench/throughput.py).
+bench-pipelined: $(STAMP)
 	$(BIN)/python bench/throughput.py --messages 10000 --rounds 10
 
 test: lint typecheck autobahn unit  # pytest last: its summary closes the output
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .hypothesis
+	rm -rf $(VENV) .coverage .coverage.* .hypothesis bench/.build

@@ -124,10 +124,12 @@ def run_server(
                     )
                 record.update(ok=True, error=None, result=result)
             except MeasurementError as error:
-                record.update(ok=False, error=str(error), result=None)
+                detail = str(error)
                 if server is not None:  # what it was left doing must not slow the next shape
+                    detail += f" [server log: {server.log_tail(1)}]"
                     server.stop()
                     server = None
+                record.update(ok=False, error=detail, result=None)
             records.append(record)
             report_progress(record)
     finally:

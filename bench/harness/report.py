@@ -178,7 +178,10 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], servers: list[str]) 
         lines.append(_row(cells))
     if summary["failures"]:
         lines += ["", "## Failures", ""]
+        rounds: dict[tuple[str, str, str], list[str]] = {}  # the same failure in several rounds: one line
         for failure in summary["failures"]:
-            where = f"{failure['server']}, {failure['measurement']} (round {failure['round']})"
-            lines.append(f"- {where}: {failure['error']}")
+            key = (failure["server"], failure["measurement"], failure["error"])
+            rounds.setdefault(key, []).append(str(failure["round"]))
+        for (server, measurement, error), numbers in rounds.items():
+            lines.append(f"- {server}, {measurement} (round {', '.join(numbers)}): {error}")
     return "\n".join(lines) + "\n"
