@@ -359,7 +359,7 @@ def _heartbeats() -> list[asyncio.Task[Any]]:
 
 async def test_heartbeat_pings_periodically(backend: str) -> None:
     heartbeat = load_example("heartbeat")
-    heartbeat.asyncio = scaled_asyncio(1000)  # every 30 s becomes every 30 ms
+    heartbeat.asyncio = scaled_asyncio(1000)  # type: ignore[attr-defined]  # the example imports asyncio  # every 30 s becomes every 30 ms
     async with serving(heartbeat.app, backend) as url:
         with anyio.fail_after(GUARD):
             async with connect(f"{url}/ws") as ws:
@@ -377,7 +377,7 @@ async def test_heartbeat_pings_periodically(backend: str) -> None:
 
 async def test_connection_duration_limit_closes(backend: str) -> None:
     duration = load_example("connection_duration")
-    duration.asyncio = scaled_asyncio(3600)  # the hour becomes a second
+    duration.asyncio = scaled_asyncio(3600)  # type: ignore[attr-defined]  # the example imports asyncio  # the hour becomes a second
     async with serving(duration.app, backend) as url:
         with anyio.fail_after(GUARD):
             async with connect(f"{url}/ws") as ws:

@@ -698,7 +698,7 @@ class AsyncExitStackClients:
         self.sockets: list[ClientConnection] = []
 
     async def open(self, url: str) -> ClientConnection:
-        ws = await client(url)
+        ws: ClientConnection = await client(url)
         self.sockets.append(ws)
         return ws
 

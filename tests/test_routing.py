@@ -68,7 +68,7 @@ parameter_names = (
     .filter(lambda name: unicodedata.normalize("NFKC", name) == name)
 )
 
-any_character = st.characters(exclude_categories=("Cs",))  # surrogates cannot be UTF-8 encoded
+any_character = st.characters(exclude_categories=["Cs"])  # surrogates cannot be UTF-8 encoded
 tricky_character = st.sampled_from("/%?# é漢🙂+&=")
 value_text = st.text(st.one_of(tricky_character, any_character), min_size=1, max_size=12)
 

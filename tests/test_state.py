@@ -39,7 +39,7 @@ def test_states_are_the_seeds_numbers() -> None:
         ("CLOSING", 2),
         ("DISCONNECTED", 3),
     ]
-    assert WebSocketState.CONNECTED == 1
+    assert int(WebSocketState.CONNECTED) == 1
     assert ConnectionState().state is CONNECTING
 
 

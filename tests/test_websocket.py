@@ -271,7 +271,11 @@ async def test_send_json_modes_and_errors() -> None:
         await ws.accept()
         await ws.send_json({"k": "é"})
         await ws.send_json([1, 2], mode="binary")
-        for bad in (lambda: ws.send_json({1}), lambda: ws.send_json(1, mode="xml")):  # type: ignore[arg-type]
+        bad_calls: list[Callable[[], Awaitable[None]]] = [
+            lambda: ws.send_json({1}),
+            lambda: ws.send_json(1, mode="xml"),  # type: ignore[arg-type]  # the wrong mode on purpose
+        ]
+        for bad in bad_calls:
             try:
                 await bad()
             except (TypeError, ValueError) as error:
@@ -293,7 +297,12 @@ async def test_send_checks_types_with_a_hint() -> None:
 
     async def handler(ws: WebSocket) -> None:
         await ws.accept()
-        for call in (lambda: ws.send_text(b"x"), lambda: ws.send_bytes("x"), lambda: ws.send("x")):  # type: ignore[arg-type]
+        wrong_types: list[Callable[[], Awaitable[None]]] = [
+            lambda: ws.send_text(b"x"),  # type: ignore[arg-type]  # the wrong type on purpose
+            lambda: ws.send_bytes("x"),  # type: ignore[arg-type]  # the wrong type on purpose
+            lambda: ws.send("x"),  # type: ignore[arg-type]  # the wrong type on purpose
+        ]
+        for call in wrong_types:
             try:
                 await call()
             except TypeError as error:
@@ -333,7 +342,8 @@ async def test_send_fragments_sends_each_fragment_as_it_comes() -> None:
     async def handler(ws: WebSocket) -> None:
         await ws.accept()
         await ws.send_fragments(parts())
-        await ws.send_fragments([b"\x00", bytearray(b"\x01")])  # a sync iterable, bytes-like
+        bytes_like: list[bytes | bytearray] = [b"\x00", bytearray(b"\x01")]
+        await ws.send_fragments(bytes_like)  # a sync iterable, bytes-like
         await ws.send_fragments([])  # nothing at all
         await ws.send_text("whole")
         await ws.close()
@@ -418,7 +428,7 @@ async def test_send_fragments_checks_what_it_is_given() -> None:
             except TypeError as error:
                 errors.append(str(error))
         try:
-            await ws.send_fragments(["text", b"then bytes"])  # type: ignore[list-item]
+            await ws.send_fragments(["text", b"then bytes"])  # type: ignore[arg-type]  # mixed on purpose
         except TypeError as error:
             errors.append(str(error))
 
@@ -880,7 +890,7 @@ async def test_a_receive_timeout_leaves_the_connection_usable() -> None:
     assert outcome == ["still here", WebSocketState.CONNECTED]
 
 
-KEEPALIVE = {"ping_interval": 0.02, "ping_timeout": 0.05}
+KEEPALIVE: dict[str, Any] = {"ping_interval": 0.02, "ping_timeout": 0.05}
 
 
 async def test_keepalive_closes_a_peer_that_stops_answering_with_1011() -> None:

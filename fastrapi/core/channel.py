@@ -342,7 +342,7 @@ class Channel:
         if self._track_idle:
             self._last_activity = self._loop.time()
 
-    async def send_fragments(self, fragments: AsyncIterator[str | bytes]) -> None:
+    async def send_fragments(self, fragments: AsyncIterator[str | bytes | bytearray | memoryview]) -> None:
         """Send one message, a frame for each item, as each comes.
 
         An empty final frame ends the message (its length was not known in

@@ -312,7 +312,11 @@ class WebSocket:
         await self._channel.send(payload)
 
     async def send_fragments(
-        self, fragments: Iterable[str] | Iterable[bytes] | AsyncIterable[str] | AsyncIterable[bytes]
+        self,
+        fragments: Iterable[str]
+        | Iterable[bytes | bytearray | memoryview]
+        | AsyncIterable[str]
+        | AsyncIterable[bytes | bytearray | memoryview],
     ) -> None:
         """Send one message in fragments, each sent as soon as it is produced.
 
@@ -426,7 +430,10 @@ def _checked_headers(headers: Mapping[str, str] | HeaderList | None) -> list[tup
     return items
 
 
-async def _aiter(items: Iterable[str | bytes] | AsyncIterable[str | bytes]) -> AsyncIterator[str | bytes]:
+async def _aiter(
+    items: Iterable[str | bytes | bytearray | memoryview]
+    | AsyncIterable[str | bytes | bytearray | memoryview],
+) -> AsyncIterator[str | bytes | bytearray | memoryview]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
