@@ -113,7 +113,9 @@ def test_every_registered_backend_loads_and_is_described() -> None:
 def test_serve_takes_the_backend_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     chosen: list[str] = []
     monkeypatch.setenv("FASTRAPI_BACKEND", "wsproto")
-    monkeypatch.setattr("fastrapi.core.server.serve", lambda app, host, port, backend: chosen.append(backend))
+    monkeypatch.setattr(
+        "fastrapi.core.server.serve", lambda app, live, host, port, backend: chosen.append(backend)
+    )
     FastrAPI().serve()
     FastrAPI().serve(backend="other")
     assert chosen == ["wsproto", "other"]

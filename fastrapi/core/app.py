@@ -100,7 +100,9 @@ class FastrAPI:
         """
         if settings is not None:
             self._settings = settings
-        _server.serve(self, host, port, backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND)
+        _server.serve(
+            self, self._live, host, port, backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND
+        )
 
     @asynccontextmanager
     async def run_server(
@@ -110,7 +112,7 @@ class FastrAPI:
 
         ``port=0`` picks a free port; ``server.addresses`` tells which.
         """
-        async with _server.running(self, host, port, backend) as server:
+        async with _server.running(self, self._live, host, port, backend) as server:
             yield server
 
     # -- the Application contract, called by backends -------------------------

@@ -21,10 +21,9 @@ from fastrapi.core.loop import Task, cancel
 from fastrapi.core.exceptions import BackendUnavailableError, UnknownBackendError
 from fastrapi.core.request import Address
 from fastrapi.core.state import WebSocketState
-from fastrapi.core.transport import BACKENDS, Backend, Server
+from fastrapi.core.transport import BACKENDS, Application, Backend, Server
 
 if TYPE_CHECKING:
-    from fastrapi.core.app import FastrAPI
     from fastrapi.core.websocket import WebSocket
 
 logger = logging.getLogger("fastrapi.server")
@@ -86,10 +85,11 @@ class LiveConnections:
 
 
 @asynccontextmanager
-async def running(app: FastrAPI, host: str, port: int, backend: str) -> AsyncIterator[Server]:
+async def running(
+    app: Application, live: LiveConnections, host: str, port: int, backend: str
+) -> AsyncIterator[Server]:
     """Serve ``app`` with ``backend`` on ``host:port`` inside the block; shut down on exit."""
     backend_class = load_backend(backend)
-    live = app._live
     async with anyio.create_task_group() as task_group:
         server: Server = await task_group.start(backend_class(app).run, host, port)
         try:
@@ -103,16 +103,18 @@ async def running(app: FastrAPI, host: str, port: int, backend: str) -> AsyncIte
             task_group.cancel_scope.deadline = anyio.current_time() + app.settings.close_timeout
 
 
-def serve(app: FastrAPI, host: str, port: int, backend: str) -> None:
+def serve(app: Application, live: LiveConnections, host: str, port: int, backend: str) -> None:
     """Serve until SIGINT or SIGTERM; blocking."""
     load_backend(backend)  # fail before the event loop starts
     _configure_logging()
-    anyio.run(_serve_until_signal, app, host, port, backend)
+    anyio.run(_serve_until_signal, app, live, host, port, backend)
 
 
-async def _serve_until_signal(app: FastrAPI, host: str, port: int, backend: str) -> None:
+async def _serve_until_signal(
+    app: Application, live: LiveConnections, host: str, port: int, backend: str
+) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with running(app, host, port, backend) as server:
+        async with running(app, live, host, port, backend) as server:
             for address in server.addresses:
                 logger.info(
                     "fastrapi serving on %s (backend %s); press Ctrl+C to stop", _url(address), backend
