@@ -55,6 +55,26 @@ def test_two_keys_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ([("content-length", "0")], False),
+        ([("content-length", "0"), ("content-length", "0")], False),
+        ([("content-length", "5")], True),
+        ([("content-length", "0"), ("content-length", "5")], True),
+        ([("transfer-encoding", "chunked")], True),
+    ],
+    ids=["length-0", "twice-0", "length-5", "0-then-5", "chunked"],
+)
+def test_a_request_body_is_refused_with_400(extra: list[tuple[str, str]], refused: bool) -> None:
+    response = check_upgrade(Request("GET", "/", Headers([*VALID, *extra])))
+    if not refused:
+        assert response is None
+    else:
+        assert response is not None and response.status == 400
+        assert "body" in response.body.decode()
+
+
+@pytest.mark.parametrize(
     ("origin", "allowed"),
     [
         ("https://example.com", True),

@@ -28,7 +28,9 @@ def check_upgrade(request: Request) -> Response | None:
     """None if ``request`` is a valid opening handshake, else the HTTP error to answer.
 
     A wrong ``Sec-WebSocket-Version`` gets 426 naming the one we speak (4.2.2);
-    anything else missing or malformed gets 400.
+    anything else missing or malformed gets 400, a body too (a
+    ``Content-Length`` other than 0, or any ``Transfer-Encoding``): what would
+    follow the request is the client's first frames, not a body.
     """
     if request.method != "GET":
         return _bad("the method must be GET")
@@ -41,6 +43,10 @@ def check_upgrade(request: Request) -> Response | None:
     keys = request.headers.get_all("sec-websocket-key")
     if len(keys) != 1 or not _is_key(keys[0]):
         return _bad("Sec-WebSocket-Key must be one base64-encoded 16-byte value")
+    if request.headers.get_all("transfer-encoding") or any(
+        value.strip() != "0" for value in request.headers.get_all("content-length")
+    ):
+        return _bad("an opening handshake has no body")
     versions = request.headers.get_all("sec-websocket-version")
     if versions != [VERSION]:
         return Response.text(
