@@ -128,7 +128,9 @@ class MemoryTransport:
             if event.final and self._fragment_text is None:
                 receiver.message_received(event.data)
             else:
-                receiver.fragment_received(event.data, event.final, text if self._fragment_text is None else None)
+                receiver.fragment_received(
+                    event.data, event.final, text if self._fragment_text is None else None
+                )
                 self._fragment_text = None if event.final else text
         elif isinstance(event, Ping):
             receiver.ping_received(event.data)
