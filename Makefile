@@ -42,7 +42,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml $(wildcard bench/loadgen/*.go)
 	$(BIN)/python bench/run.py --build-client
 	touch $(BENCH_STAMP)
 
-# Echo servers side by side in six shapes, 3 rounds (about 15 minutes);
+# Echo servers side by side in six shapes, 3 rounds (about 12 minutes);
 # writes bench/results/latest.{json,md,png}. See bench/README.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --plot

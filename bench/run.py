@@ -129,7 +129,7 @@ def run_server(
             except MeasurementError as error:
                 detail = str(error)
                 if server is not None:  # what it was left doing must not slow the next shape
-                    detail += f" [server log: {server.log_tail(1)}]"
+                    detail += f" [server log: {server.last_error()}]"
                     server.stop()
                     server = None
                 record.update(ok=False, error=detail, result=None)

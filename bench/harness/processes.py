@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -103,6 +104,14 @@ class EchoServer:
     def log_tail(self, lines: int = 3) -> str:
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return " | ".join(line.strip() for line in tail) or "(no output)"
+
+    def last_error(self) -> str:
+        """The last line of this server's output that names an exception, else its last line."""
+        marker = f"--- {self.name} on port {self.port}"  # where this server's output starts
+        output = self.log_path.read_text(errors="replace").rpartition(marker)[2]
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit|Interrupt)\b", line)]
+        return (errors or lines or ["(no output)"])[-1]
 
     def stop(self) -> None:
         stop(self.process)
