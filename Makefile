@@ -56,7 +56,7 @@ bench-quick: $(BENCH_STAMP)
 bench-pipelined: $(STAMP)
 	$(BIN)/python bench/throughput.py --messages 10000 --rounds 10
 
-test: lint typecheck autobahn unit  # pytest last: its summary closes the output
+test: lint typecheck autobahn bench-quick unit  # pytest last: its summary closes the output
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .hypothesis bench/.build
