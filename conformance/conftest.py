@@ -53,10 +53,6 @@ LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {
         "websockets' ServerProtocol.parse() closes the connection without any HTTP "
         "response when it cannot parse a request (websockets/server.py)"
     ),
-    ("aiohttp", "test_a_request_that_never_completes_is_dropped_at_open_timeout", ""): (
-        "aiohttp's server has no timeout for reading a request's head (RequestHandler "
-        "only times out idle keep-alive connections), so a slowloris client is held"
-    ),
 }
 
 

@@ -1,70 +1,99 @@
-"""The aiohttp backend: ``aiohttp.web`` with a ``WebSocketResponse``.
+"""The aiohttp backend: aiohttp's HTTP server and its compiled frame reader.
 
-One catch-all route hands every request to the core. A WebSocket upgrade runs
-its session inside aiohttp's request handler: ``accept()`` prepares the
-``WebSocketResponse`` (the 101, with the one subprotocol chosen and the extra
-headers), a refusal prepares a plain response instead, and the handler
-returns whichever was prepared once the session is over.
+aiohttp's low-level ``web.Server`` parses each request and calls `_handle` in
+its own request-handler task; a WebSocket session runs right there. Once the
+101 is out, the connection's payload parser is ours: every chunk read goes
+through the core's `FrameCheck`, then into aiohttp's own (compiled)
+``WebSocketReader``, whose message queue is `_Inbound`: instead of queueing,
+it pushes each message, ping, pong, Close or error straight to the core's
+`Receiver`, from the protocol's ``data_received``. aiohttp joins fragments
+itself, so the core only ever sees whole messages. Nothing calls
+``receive()``, and there is no ``WebSocketResponse``: the 101 is a plain
+response with the headers computed here, and server frames are written to the
+socket by the small encoder at the end of this module (a ``WebSocketWriter``
+only when permessage-deflate is on, for its compressor).
 
-Settings mapping: ``max_message_size`` is ``max_msg_size`` (the library's
-reader refuses a bigger message; the core closes with 1009); ``close_timeout``
-is the response's ``timeout``. Messages are read from the response's message
-queue, not its ``receive()``, which would send the Close for a protocol
-error before reporting it (see `AiohttpTransport.receive`). ``compression``
-is ``compress`` (the client's window size is used; aiohttp cannot tune it
-down). Autoping, autoclose and heartbeat are off: the core answers pings, and
-this module answers the peer's Close itself, because aiohttp's ``close()``
-drops TCP without waiting for the peer when another task is receiving.
-aiohttp has no bounded receive queue of its own; its reader pauses the
-socket when its buffer passes 64 KiB, so the core's ``max_queue`` is the bound.
-Every chunk read once the connection is open goes through the core's
-`FrameCheck` before aiohttp's frame reader (`_CheckedReader`): aiohttp
-checks a text message's UTF-8 only once the message is whole and accepts
-unmasked frames; the check fails those at the first bad byte (Autobahn 6.4)
-and refuses frames over ``max_frame_size`` from their header.
-``write_limit`` is ``writer_limit`` and the socket transport's high-water
-mark: the writer waits for the drain once the transport's buffer is over it.
-Its request parser is given twice the core's ``max_line_size`` and
-``max_headers``, so the core answers oversized heads (414/431); beyond twice
-those, aiohttp answers 400 itself. It has no ``max_request_size`` knob.
+Settings mapping: ``max_message_size`` is the reader's ``max_msg_size`` (it
+refuses a bigger message, inflated or not, with 1009); ``max_frame_size`` and
+UTF-8 as it arrives are the `FrameCheck`'s (aiohttp checks a text message only
+once whole, and accepts unmasked frames). ``max_queue`` is the core's inbox:
+it pauses the socket when full, and the reader itself never stalls, since its
+queue counts nothing. ``write_limit`` is the socket's write buffer high-water
+mark; a send that leaves it above waits for the drain. ``compression`` is
+permessage-deflate with a 12-bit window for what we send (the client's own
+window is its choice; aiohttp cannot bound it). ``open_timeout`` bounds the
+request head here (aiohttp has no such timeout; see `AiohttpBackend._connection`).
+The request parser gets twice the core's ``max_line_size`` and ``max_headers``,
+so the core answers oversized heads (414/431); beyond twice those, aiohttp
+answers 400 itself. It has no ``max_request_size`` knob. Requests it cannot
+parse get aiohttp's 400 and one rate-limited line in the log, not a traceback
+(`_ServerLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
 import struct
-from typing import Protocol
+import zlib
+from typing import Any
 
 import anyio
-from aiohttp import EofStream, WebSocketError, WSMsgType, web
-from aiohttp._websocket.reader import WebSocketDataQueue
+from aiohttp import WebSocketError, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_websocket import WS_KEY, WebSocketReader, WebSocketWriter, ws_ext_gen, ws_ext_parse
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict
 
 from fastrapi.backends._sockets import drop
-from fastrapi.core.codes import is_sendable
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
+from fastrapi.core.badrequests import log_bad_request
+from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
+from fastrapi.core.loop import Timer, running_loop
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.settings import Settings
-from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
-_NETWORK_ERRORS = (ConnectionError, OSError, RuntimeError)  # RuntimeError: aiohttp on a closed response
+# -- the one place this module touches aiohttp's private parts ----------------
+# 1. WebSocketDataQueue, the reader's queue class, which `_Inbound` subclasses:
+#    aiohttp.http_websocket exports the reader but not its queue (the compiled
+#    class when aiohttp's extensions are built, like the reader).
+# 2. RequestHandler._drain_helper(): the protocol has no public way to wait
+#    for its write buffer to drain; aiohttp's own writers call this coroutine.
+from aiohttp._websocket.reader import WebSocketDataQueue  # isort: skip
+
+RequestHandler = web.RequestHandler
+
+
+async def _drain(protocol: RequestHandler) -> None:
+    await protocol._drain_helper()
+
+
+# -----------------------------------------------------------------------------
+
+# RuntimeError: asyncio or aiohttp writing on a closed transport
+_NETWORK_ERRORS = (ConnectionError, OSError, RuntimeError)
+_SERVER_WINDOW_BITS = 12  # a 4 KiB compression window: websockets' memory-tuned choice
+_READER_SIZE_LIMIT = 2**32 - 1  # the compiled reader keeps max_msg_size in an unsigned int
 
 
 class AiohttpServer:
-    def __init__(self, backend: AiohttpBackend, runner: web.AppRunner, site: web.TCPSite) -> None:
+    def __init__(self, backend: AiohttpBackend, listener: asyncio.Server) -> None:
         self._backend = backend
-        self._runner = runner
-        self._site = site
+        self._listener = listener
+        names = [sock.getsockname() for sock in listener.sockets]
+        self._addresses = [Address(str(name[0]), int(name[1])) for name in names]
 
     @property
     def addresses(self) -> list[Address]:
-        return [Address(str(name[0]), int(name[1])) for name in self._runner.addresses]
+        return list(self._addresses)
 
     async def stop_accepting(self) -> None:
-        await self._site.stop()
+        self._listener.close()
         self._backend.stopped.set()
 
 
@@ -72,51 +101,69 @@ class AiohttpBackend:
     def __init__(self, app: Application) -> None:
         self.app = app
         self.stopped = anyio.Event()
-        self._active = 0
+        self._active = 0  # requests being handled
         self._idle = anyio.Event()
         self._idle.set()
+        self._heads: dict[RequestHandler, Timer] = {}  # connections whose request head has not come yet
+        self._web: web.Server | None = None
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
         settings = self.app.settings
         # aiohttp answers oversized requests with 400; its limits are set
         # above the core's so the core answers first, with 414 or 431.
-        application = web.Application(
-            handler_args={
-                "max_line_size": 2 * settings.max_line_size,
-                "max_field_size": 2 * settings.max_line_size,
-                "max_headers": 2 * settings.max_headers,
-            }
-        )
-        application.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(
-            application,
-            handle_signals=False,
+        self._web = web_server = web.Server(
+            self._handle,
+            max_line_size=2 * settings.max_line_size,
+            max_field_size=2 * settings.max_line_size,
+            max_headers=2 * settings.max_headers,
+            logger=_ServerLog(),
             access_log=None,
-            shutdown_timeout=self.app.settings.close_timeout,
+            keepalive_timeout=0,  # one request per connection; open_timeout bounds the wait for it
         )
-        await runner.setup()
+        listener = await running_loop().create_server(self._connection, host, port)
         try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            task_status.started(AiohttpServer(self, runner, site))
+            task_status.started(AiohttpServer(self, listener))
             await self.stopped.wait()
-            await self._idle.wait()  # every connection has ended
+            await self._idle.wait()  # every session has ended
         finally:
             with anyio.CancelScope(shield=True):
-                await runner.cleanup()
+                listener.close()
+                for handler in web_server.connections:  # those still waiting for a request
+                    drop(handler.transport, settings.close_timeout)
+                await web_server.shutdown(settings.close_timeout)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    def _connection(self) -> RequestHandler:
+        # The listener's protocol factory: aiohttp's handler for the new
+        # connection, dropped unless its request head arrives within
+        # open_timeout (aiohttp itself would wait for it forever).
+        assert self._web is not None
+        handler = self._web()
+        self._heads[handler] = running_loop().call_later(
+            self.app.settings.open_timeout, self._head_overdue, handler
+        )
+        return handler
+
+    def _head_overdue(self, handler: RequestHandler) -> None:
+        if self._heads.pop(handler, None) is not None and handler.transport is not None:
+            handler.transport.abort()  # a slowloris client holds nothing
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        timer = self._heads.pop(request.protocol, None)
+        if timer is not None:
+            timer.cancel()
         self._active += 1
-        self._idle = anyio.Event() if self._active == 1 else self._idle
+        if self._active == 1:
+            self._idle = anyio.Event()
         try:
             core_request = _core_request(request)
             if not core_request.is_upgrade:
-                response = _aiohttp_response(await self.app.handle_http(core_request))
-                response.force_close()  # one request per connection, as on every backend
-                return response
+                answer = _http_response(await self.app.handle_http(core_request))
+                with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
+                    await _send_response(request, answer)
+                return answer
             transport = AiohttpTransport(core_request, request, self.app.settings)
             await self.app.handle_websocket(transport)
-            return transport.prepared()
+            return transport.response()
         finally:
             self._active -= 1
             if self._active == 0:
@@ -124,215 +171,274 @@ class AiohttpBackend:
 
 
 class AiohttpTransport:
-    """The core's `Transport` over one aiohttp ``WebSocketResponse``."""
+    """The core's `Transport` over one aiohttp connection."""
 
-    def __init__(self, request: Request, web_request: web.Request, settings: Settings) -> None:
+    __slots__ = (
+        "_close_sent",
+        "_protocol",
+        "_response",
+        "_settings",
+        "_transport",
+        "_web_request",
+        "_writer",
+        "request",
+    )
+
+    def __init__(self, request: Request, web_request: web.BaseRequest, settings: Settings) -> None:
         self.request = request
         self._web_request = web_request
-        self._max_size = settings.max_message_size
-        self._frame_limit = settings.frame_limit
-        self._write_limit = settings.write_limit
-        self._close_timeout = settings.close_timeout
-        self._compression = settings.compression
+        self._settings = settings
+        self._protocol: RequestHandler = web_request.protocol
+        self._transport: asyncio.Transport | None = web_request.transport
         self._response: web.StreamResponse | None = None
-        self._ws: web.WebSocketResponse | None = None
-        self._reader: WebSocketDataQueue | None = None
+        self._writer: WebSocketWriter | None = None  # only with permessage-deflate
         self._close_sent = False
-        self._fragmenting = False  # a fragmented message is being sent
 
-    def prepared(self) -> web.StreamResponse:
-        """What aiohttp's handler returns: the response the session prepared."""
+    def response(self) -> web.StreamResponse:
+        """What aiohttp's handler returns: the response the session sent."""
         if self._response is None:  # the session ended without answering
             self._response = web.Response(status=500)
+            self._response.force_close()
         return self._response
 
-    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
-        ws = web.WebSocketResponse(
-            protocols=(subprotocol,) if subprotocol else (),
-            timeout=self._close_timeout,
-            autoclose=False,
-            autoping=False,
-            heartbeat=None,
-            compress=self._compression,  # its max_msg_size counts inflated bytes
-            max_msg_size=self._max_size + 1,  # aiohttp refuses a message of exactly max_msg_size
-            writer_limit=self._write_limit,
+    async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
+        transport, protocol, settings = self._transport, self._protocol, self._settings
+        if transport is None or transport.is_closing():
+            raise TransportClosed("the client left during the handshake")
+        request_headers = self.request.headers
+        key = request_headers["sec-websocket-key"].strip()
+        accept = base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
+        response_headers = CIMultiDict(
+            [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
         )
+        compress, notakeover = 0, False
+        if settings.compression:
+            offers = ", ".join(request_headers.get_all("sec-websocket-extensions"))
+            compress, notakeover = ws_ext_parse(offers, isserver=True)
+            if compress:
+                compress = min(compress, _SERVER_WINDOW_BITS)
+                extension = ws_ext_gen(compress=compress, isserver=True, server_notakeover=notakeover)
+                response_headers["Sec-WebSocket-Extensions"] = extension
+        if subprotocol is not None:
+            response_headers["Sec-WebSocket-Protocol"] = subprotocol
         for name, value in headers:
-            ws.headers.add(name, value)
-        self._response = self._ws = ws
+            response_headers.add(name, value)
+        response = self._response = web.StreamResponse(status=101, headers=response_headers)
+        response.force_close()
         try:
-            await ws.prepare(self._web_request)
+            await response.prepare(self._web_request)  # writes the 101 at once
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
-        self._reader = ws._reader  # see receive()
-        transport = self._web_request.transport
-        if transport is not None:  # the writer waits while this buffer is over the mark
-            transport.set_write_buffer_limits(high=self._write_limit)
-        protocol = self._web_request.protocol
-        assert self._reader is not None and protocol._payload_parser is not None
-        protocol._payload_parser = _CheckedReader(
-            protocol._payload_parser, self._reader, FrameCheck(self._frame_limit)
+        if transport.is_closing():
+            raise TransportClosed("the client left during the handshake")
+        transport.set_write_buffer_limits(high=settings.write_limit)
+        if compress:
+            self._writer = WebSocketWriter(
+                protocol, transport, compress=compress, notakeover=notakeover, limit=settings.write_limit
+            )
+        max_size = settings.max_message_size + 1  # aiohttp refuses a message of exactly max_msg_size
+        reader = WebSocketReader(
+            _Inbound(receiver),
+            max_size if max_size <= _READER_SIZE_LIMIT else 0,  # 0: no limit of its own; the core's holds
+            compress=bool(compress),
+            decode_text=True,
         )
+        protocol.keep_alive(False)
+        # From here on the protocol feeds every chunk to us, starting with any
+        # bytes that came after the request head.
+        protocol.set_parser(_Parser(FrameCheck(settings.frame_limit), reader, receiver))  # type: ignore[arg-type]
 
     async def reject(self, response: Response) -> None:
-        self._response = _aiohttp_response(response)
-        self._response.force_close()
-        try:
-            await self._response.prepare(self._web_request)
-            await self._response.write_eof()
-        except _NETWORK_ERRORS as error:
-            raise TransportClosed(str(error)) from error
+        self._response = _http_response(response)
+        await _send_response(self._web_request, self._response)
 
-    async def receive(self) -> Event:
-        reader = self._reader
-        assert reader is not None, "receive() before accept()"
-        # The response's own receive() sends the Close for a protocol error
-        # before returning the error; reading its queue directly reports the
-        # error first, so the handler can answer the messages before it.
+    async def send(self, data: str | bytes) -> None:
+        transport = self._transport
+        assert transport is not None, "send() before accept()"
+        writer = self._writer
         try:
-            msg = await reader.read()
-        except WebSocketError as error:  # 1002, 1007, 1009...
-            return ProtocolError(int(error.code), str(error))
-        except EofStream:
-            await self.abort()
-            return Closed(1006)
-        kind = msg.type
-        if kind is WSMsgType.TEXT:
-            return TextMessage(msg.data)
-        if kind is WSMsgType.BINARY:
-            data = msg.data
-            return BytesMessage(data if type(data) is bytes else bytes(data))
-        if kind is WSMsgType.PING:
-            return Ping(bytes(msg.data))  # aiohttp gives control payloads as bytearray
-        if kind is WSMsgType.PONG:
-            return Pong(bytes(msg.data))
-        if kind is WSMsgType.CLOSE:
-            return await self._peer_closed(int(msg.data), msg.extra or "")
-        await self.abort()  # nothing else comes from the reader
-        return Closed(1006)
-
-    async def _peer_closed(self, code: int, reason: str) -> Closed:
-        # aiohttp reports an empty Close as code 0; it accepts codes that must
-        # never be on the wire (1005, 1006...), which we refuse here (RFC 6455 7.4.1).
-        if code == 0:
-            code = 1005
-        elif not is_sendable(code):
-            await self._send_close(1002, "invalid close code")
-            await self.abort()
-            return Closed(1002, "invalid close code")
-        if not self._close_sent:
-            await self._send_close(code, reason)  # echo the peer's code (5.5.1)
-        await self.abort()  # the server closes TCP first (7.1.1)
-        return Closed(code, reason)
-
-    async def send(self, event: Message | Ping | Pong) -> None:
-        ws = self._ws
-        assert ws is not None, "send() before accept()"
-        try:
-            if isinstance(event, TextMessage | BytesMessage) and (self._fragmenting or not event.final):
-                await self._send_fragment(ws, event)
-            elif isinstance(event, TextMessage):
-                await ws.send_str(event.data)
-            elif isinstance(event, BytesMessage):
-                await ws.send_bytes(event.data)
-            elif isinstance(event, Ping):
-                await ws.ping(event.data)
+            if writer is not None:  # permessage-deflate: aiohttp's writer compresses
+                if type(data) is str:
+                    await writer.send_frame(data.encode(), WSMsgType.TEXT)
+                else:
+                    await writer.send_frame(data, WSMsgType.BINARY)  # type: ignore[arg-type]  # not str: bytes
+                return
+            if transport.is_closing():
+                raise TransportClosed("the connection is closed")
+            if type(data) is str:
+                transport.write(_frame(_FIN_TEXT, data.encode()))
             else:
-                await ws.pong(event.data)
+                transport.write(_frame(_FIN_BINARY, data))  # type: ignore[arg-type]  # not str: bytes
+            if self._protocol.writing_paused:
+                await _drain(self._protocol)
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
 
-    async def _send_fragment(self, ws: web.WebSocketResponse, event: Message) -> None:
-        # aiohttp's writer sets FIN on every frame, so fragments are framed
-        # here (uncompressed, which RFC 7692 allows for any message) and
-        # written with the same flow control as its own frames.
-        writer = ws._writer
-        assert writer is not None
-        if isinstance(event, TextMessage):
-            opcode, payload = WSMsgType.TEXT.value, event.data.encode()
+    async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
+        # Uncompressed, which RFC 7692 allows for any message, so there is no
+        # compressor state to keep between fragments.
+        transport = self._transport
+        assert transport is not None, "send_fragment() before accept()"
+        if transport.is_closing():
+            raise TransportClosed("the connection is closed")
+        if isinstance(data, str):
+            payload, opcode = data.encode(), _OPCODE_TEXT
         else:
-            opcode, payload = WSMsgType.BINARY.value, event.data
-        if self._fragmenting:
-            opcode = WSMsgType.CONTINUATION.value
-        first = (0x80 if event.final else 0) | opcode
-        writer.transport.write(_frame_header(first, len(payload)) + payload)
-        self._fragmenting = not event.final
-        if writer.protocol._paused:
-            await writer.protocol._drain_helper()
-
-    async def close(self, code: int, reason: str) -> None:
-        # Only the frame: receive() sees the peer's answer and closes TCP.
+            payload, opcode = data, _OPCODE_BINARY
+        if not first:
+            opcode = _OPCODE_CONTINUATION
         try:
-            await self._send_close(code, reason)
+            transport.write(_frame((_FIN if final else 0) | opcode, payload))
+            if self._protocol.writing_paused:
+                await _drain(self._protocol)
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
 
-    async def _send_close(self, code: int, reason: str) -> None:
-        assert self._ws is not None
+    def send_ping(self, data: bytes) -> None:
+        self._control(_FIN | _OPCODE_PING, data)
+
+    def send_pong(self, data: bytes) -> None:
+        self._control(_FIN | _OPCODE_PONG, data)
+
+    def send_close(self, code: int, reason: str) -> None:
+        payload = b"" if code == CloseCode.NO_STATUS_RCVD else struct.pack("!H", code) + reason.encode()
+        self._control(_FIN | _OPCODE_CLOSE, payload)
         self._close_sent = True
-        payload = b"" if code == 1005 else struct.pack("!H", code) + reason.encode()
+
+    def _control(self, first: int, payload: bytes) -> None:
+        transport = self._transport
+        if self._close_sent or transport is None or transport.is_closing():
+            return  # nothing goes after our Close, nor onto a closed socket
         try:
-            await self._ws.send_frame(payload, WSMsgType.CLOSE)
+            transport.write(_frame(first, payload))
         except _NETWORK_ERRORS:
-            pass  # the peer is gone; receive() reports it
+            pass  # the socket broke; the protocol reports connection_lost
 
-    async def abort(self) -> None:
-        drop(self._web_request.transport, self._close_timeout)
-        if self._ws is not None and not self._ws.closed:
-            # Marks the response closed; with TCP already closing it sends nothing.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._ws.close()
-                except (*_NETWORK_ERRORS, asyncio.CancelledError):
-                    pass
+    def pause_reading(self) -> None:
+        self._protocol.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._protocol.resume_reading()
+
+    def abort(self) -> None:
+        # aiohttp's handler then returns the response; writing its end on a
+        # closed socket is a no-op.
+        drop(self._transport, self._settings.close_timeout)
 
 
-class _CheckedReader:
-    """aiohttp's frame reader, fed only what the core's `FrameCheck` passed.
+class _Parser:
+    """What aiohttp's protocol feeds once the 101 is out: the core's frame
+    check, then aiohttp's reader, which pushes to the core through `_Inbound`.
 
     On a violation, the frames before the offending one are still parsed and
-    their messages queued; the error is queued after them, so the handler
-    answers them before the core fails the connection. Nothing more is read.
+    pushed; the error is reported after them, and nothing more is read.
     """
 
-    def __init__(self, reader: _FrameReader, queue: WebSocketDataQueue, check: FrameCheck) -> None:
-        self._reader = reader
-        self._queue = queue
+    __slots__ = ("_check", "_reader", "_receiver")
+
+    def __init__(self, check: FrameCheck, reader: WebSocketReader, receiver: Receiver) -> None:
         self._check = check
+        self._reader = reader
+        self._receiver = receiver
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        if self._check.violation is not None:
-            return False, b""  # the core is failing the connection
         violation = self._check.feed(data)
         if violation is None:
-            return self._reader.feed_data(data)
+            return self._reader.feed_data(data)  # (True, ...) once it failed: the protocol stops reading
         if violation.frame_start > 0:
-            self._reader.feed_data(data[: violation.frame_start])
-        if self._queue.exception() is None:
-            self._queue.set_exception(WebSocketError(violation.code, violation.reason))
-        return False, b""
+            eof, _ = self._reader.feed_data(data[: violation.frame_start])
+            if eof:
+                return _STOP  # the reader failed first and reported it
+        self._receiver.protocol_error(violation.code, violation.reason)
+        return _STOP
 
     def feed_eof(self) -> None:
-        self._reader.feed_eof()
+        self._receiver.connection_lost()
 
 
-class _FrameReader(Protocol):
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]: ...
+class _Inbound(WebSocketDataQueue):
+    """aiohttp's reader's message queue, which queues nothing: each message
+    goes straight to the core.
 
-    def feed_eof(self) -> None: ...
+    The base's ``__init__`` is not called: its buffer, loop and waiter are
+    never used. The reader stalls when the queue's size (counted by the
+    base's ``feed_data``, never called here) exceeds its limit; both stay 0.
+    """
+
+    __slots__ = ("_receiver",)
+
+    # For the pure-Python reader (AIOHTTP_NO_EXTENSIONS), which reads these
+    # as attributes; the compiled one reads the base's C fields, also 0.
+    _size = 0
+    _limit = 0
+    _stalled_reader = None
+
+    def __init__(self, receiver: Receiver) -> None:  # the base's __init__ is not called, on purpose
+        self._receiver = receiver
+
+    def feed_data(self, data: Any, size: int) -> None:
+        kind = data[0]
+        if kind is _TEXT or kind is _BINARY:
+            self._receiver.message_received(data[1])
+        elif kind is _PING:
+            self._receiver.ping_received(bytes(data[1]))  # control payloads come as bytearray
+        elif kind is _PONG:
+            self._receiver.pong_received(bytes(data[1]))
+        elif kind is _CLOSE:
+            # An empty Close comes as code 0; the core checks the code and answers.
+            self._receiver.close_received(data[1] or None, data[2] or "")
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException | None = None) -> None:
+        if isinstance(exc, WebSocketError):
+            code = int(exc.code)
+        elif isinstance(exc, zlib.error):
+            code = CloseCode.INVALID_FRAME_PAYLOAD_DATA  # not deflate data
+        else:
+            code = CloseCode.PROTOCOL_ERROR
+        self._receiver.protocol_error(code, str(exc))
+
+    def feed_eof(self) -> None:
+        self._receiver.connection_lost()
 
 
-def _frame_header(first: int, length: int) -> bytes:
-    """A server frame's header (RFC 6455 section 5.2): server frames are not masked."""
-    if length < 126:
-        return struct.pack("!BB", first, length)
-    if length < 65536:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, for this server only: a request its parser
+    refused is one rate-limited line (`log_bad_request`) instead of a
+    traceback; anything else goes to the ``aiohttp.server`` logger as usual."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"))
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):  # "Error handling request from %s"
+            log_bad_request(str(args[0]) if args and args[0] else None, error.message or str(error))
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
-def _core_request(request: web.Request) -> Request:
-    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+def _http_response(response: Response) -> web.Response:
+    answer = web.Response(
+        status=response.status, body=response.body, headers=CIMultiDict(response.wire_headers())
+    )
+    answer.force_close()  # one request per connection, as on every backend
+    return answer
+
+
+async def _send_response(web_request: web.BaseRequest, answer: web.Response) -> None:
+    # Sent here rather than by aiohttp once the handler returns, so that it
+    # is out before shutdown, which waits for the handlers only, closes the
+    # connection.
+    try:
+        await answer.prepare(web_request)
+        await answer.write_eof()
+    except _NETWORK_ERRORS as error:
+        raise TransportClosed(str(error)) from error
+
+
+def _core_request(request: web.BaseRequest) -> Request:
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
     return Request(
         method=request.method,
         target=request.raw_path,
@@ -343,8 +449,33 @@ def _core_request(request: web.Request) -> Request:
     )
 
 
-def _aiohttp_response(response: Response) -> web.Response:
-    return web.Response(status=response.status, body=response.body, headers=CIMultiDict(response.headers))
+# -- server frames (RFC 6455 section 5.2): never masked ------------------------
+
+_FIN = 0x80
+_OPCODE_CONTINUATION = 0x0
+_OPCODE_TEXT = 0x1
+_OPCODE_BINARY = 0x2
+_OPCODE_CLOSE = 0x8
+_OPCODE_PING = 0x9
+_OPCODE_PONG = 0xA
+_FIN_TEXT = _FIN | _OPCODE_TEXT
+_FIN_BINARY = _FIN | _OPCODE_BINARY
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
+_TEXT, _BINARY, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE
+_PING, _PONG = WSMsgType.PING, WSMsgType.PONG
+_STOP = (True, b"")  # what a payload parser returns to stop the protocol from reading
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    """A frame: ``first`` is its first byte (FIN and opcode), then the length and ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return _HEADER_SHORT(first, length) + payload
+    if length < 65536:
+        return _HEADER_16(first, 126, length) + payload
+    return _HEADER_64(first, 127, length) + payload
 
 
 backend_class: type[Backend] = AiohttpBackend

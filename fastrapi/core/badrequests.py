@@ -27,7 +27,10 @@ class BadRequestLog:
     """Logs refused requests: at most ``lines`` every ``window`` seconds, then a count."""
 
     def __init__(
-        self, lines: int = LINES_PER_WINDOW, window: float = WINDOW, clock: Callable[[], float] = time.monotonic
+        self,
+        lines: int = LINES_PER_WINDOW,
+        window: float = WINDOW,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lines = lines
         self.window = window
@@ -61,9 +64,7 @@ class BadRequestLog:
             self._summary.cancel()
             self._summary = None
         if self._suppressed:
-            logger.info(
-                "%d more bad requests in %.0f seconds were not logged", self._suppressed, self.window
-            )
+            logger.info("%d more bad requests in %.0f seconds were not logged", self._suppressed, self.window)
             self._suppressed = 0
 
 
