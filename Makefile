@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit autobahn autobahn-full bench bench-quick bench-pipelined clean
+.PHONY: demo test lint typecheck unit conformance-oldest autobahn autobahn-full bench bench-quick bench-pipelined clean
+OLDEST := .venv-oldest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,17 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
+
+# The conformance suite again on the oldest release of each library that
+# pyproject.toml allows (.ci/oldest.txt); `unit` runs it on the newest.
+$(OLDEST)/.installed: pyproject.toml .ci/oldest.txt
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test]'
+	touch $(OLDEST)/.installed
+
+conformance-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -q --no-cov conformance
 
 # The Autobahn fuzzing client on cases 1-10 against every backend (about 30 s
 # each, plus a one-time install of about a minute); fails on any FAILED or
@@ -59,4 +71,4 @@ bench-pipelined: $(STAMP)
 test: lint typecheck autobahn bench-quick unit  # pytest last: its summary closes the output
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .hypothesis bench/.build
+	rm -rf $(VENV) $(OLDEST) .coverage .coverage.* .hypothesis bench/.build
