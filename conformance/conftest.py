@@ -48,12 +48,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 # without the backend ("" for every case). Each entry marks that test as a
 # strict xfail on that backend only, so test ids stay the same everywhere
 # and a library that gets fixed shows up as a failing XPASS.
-LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {
-    ("websockets", "test_garbage_instead_of_a_request_gets_400_and_a_closed_connection", ""): (
-        "websockets' ServerProtocol.parse() closes the connection without any HTTP "
-        "response when it cannot parse a request (websockets/server.py)"
-    ),
-}
+LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,22 +1,22 @@
 """The websockets backend: the ``websockets`` library's asyncio server.
 
-The handshake is held open in ``process_request`` while the handler decides:
-the core's session starts there, and the request is answered only when the
-handler calls ``accept()`` (then ``select_subprotocol`` returns its choice and
-``process_response`` adds its headers to the 101) or refuses (then
-``process_request`` returns that HTTP response, and no 101 is ever sent).
+Each TCP connection is one `WebsocketsConnection`, the library's own
+connection and the core's `Transport` at once, and its one task is the
+library's handler task: ``handshake()`` waits for the request, then runs the
+whole session there (``handle_http`` or ``handle_websocket``). ``accept()``
+answers with the library's handshake response; every frame the library
+parses is pushed to the core from ``process_event``, bypassing the library's
+message queue (the core joins fragments and checks sizes itself).
 
 Settings mapping: ``max_message_size`` is ``max_size`` (the library closes
-with 1009); ``max_queue`` is ``max_queue`` (frames, high-water mark);
-``write_limit`` is ``write_limit``; ``close_timeout`` is ``close_timeout``;
-``compression`` turns on the library's permessage-deflate (a 12-bit window,
-memLevel 5; ``max_size`` counts inflated bytes). ``open_timeout`` is
-``open_timeout``. ``max_frame_size`` is the core's `FrameCheck`.
-Its own keepalive pings and the ``Server`` header are off. The library answers
-pings itself, so the core never sees them. It parses requests with its own
-limits (8192-byte lines, 128 headers) rather than ``max_request_size``; a
-request it cannot parse (garbage, or a body other than ``Content-Length: 0``)
-gets the connection closed without a response.
+with 1009; it also bounds inflation); ``write_limit`` is ``write_limit``;
+``close_timeout`` is ``close_timeout``; ``compression`` turns on the
+library's permessage-deflate (a 12-bit window, memLevel 5); ``open_timeout``
+bounds the request's arrival. ``max_frame_size`` and UTF-8 as it arrives
+are the core's `FrameCheck`. Its own keepalive pings and the ``Server``
+header are off; it answers pings itself, so the core never sees them. It
+parses requests with its own limits (8192-byte lines, 128 headers) rather
+than ``max_request_size``; one it cannot parse (garbage, or a body) gets 400.
 """
 
 from __future__ import annotations
@@ -24,123 +24,154 @@ from __future__ import annotations
 import asyncio
 import functools
 import http
-from collections import deque
-from collections.abc import Callable, Generator
-from typing import Any, cast
+import logging
+from collections.abc import Generator, Sequence
+from typing import Any, NoReturn, cast
 
-import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from websockets.asyncio import messages as library_messages
+from anyio.abc import TaskStatus
 from websockets.asyncio.server import Server as LibraryServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers as LibraryHeaders
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.exceptions import InvalidMessage
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
-from websockets.protocol import State
+from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
 
 from fastrapi.backends._sockets import drop
-from fastrapi.core.events import BytesMessage, Closed, Event, Message, Ping, Pong, ProtocolError, TextMessage
+from fastrapi.core.badrequests import log_bad_request
+from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
-from fastrapi.core.settings import Settings
-from fastrapi.core.transport import Application, Backend, HeaderList, Response, Server
+from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
+
+_CONNECTING, _OPEN, _CLOSING, _CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+_TEXT, _BINARY, _CONT, _CLOSE, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE, Opcode.PONG
+_HELD_BACK = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_FRAME_PAYLOAD_DATA)
+
+
+class _HeldReader(StreamReader):
+    """The library's stream reader, holding frames back until the handshake is answered.
+
+    The library parses frames that follow the request even before the 101;
+    held, their bytes wait in the buffer until ``accept()`` feeds them
+    through the `FrameCheck` like every later chunk.
+    """
+
+    held = True
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        while self.held and not self.eof:
+            yield
+        return (yield from super().at_eof())
 
 
 class _ServerProtocol(ServerProtocol):
-    """The library's protocol, with two changes to how it reads.
+    """The library's protocol, with these changes to how it reads.
 
     A Close may end a fragmented message: RFC 6455 section 5.4 lets control
     frames come between fragments (Autobahn case 7.1.5), and the library
     would answer such a Close with 1002 instead of completing the handshake.
 
     Every chunk read once the connection is open goes through the core's
-    `FrameCheck` first: the library checks a text message's UTF-8 only when
-    the message is complete, the check fails it at the first bad byte
-    (Autobahn 6.4), and refuses a frame over ``max_frame_size`` from its
-    header.
+    `FrameCheck` first: it fails invalid UTF-8 at the first bad byte
+    (Autobahn 6.4), and refuses a frame over ``max_frame_size`` from its header.
 
     A protocol error found while reading is held back instead of answered at
-    once: the messages that came before it are still delivered, and
-    `WebsocketsTransport` reports the error to the core, which fails the
-    connection once the handler has answered them (Autobahn 3.x, 4.x, 5.15).
+    once: the events before it still reach the core, which is told of the
+    error after them and fails the connection once the handler has answered
+    them (Autobahn 3.x, 4.x, 5.15); reading stops there.
+
+    A request the library cannot parse gets a 400 instead of a bare EOF.
     """
 
-    check: FrameCheck | None = None  # set once the transport exists, before the 101
+    check: FrameCheck | None = None  # set with the 101
     failure: tuple[int, str] | None = None
-    on_failure: Callable[[], None] | None = None
-    _parsing = False
+    subprotocol_choice: str | None = None  # the core's, set before accept()
 
     def receive_data(self, data: bytes | bytearray) -> None:
         check = self.check
-        if check is not None and self.state is State.OPEN and self.failure is None:
+        if check is not None and self.failure is None and self.state is _OPEN:
             violation = check.feed(bytes(data))
             if violation is not None:
                 # Parse the frames before the offending one; fail after them.
-                self._parse(data[: max(violation.frame_start, 0)])
-                if self.failure is None and self.state is State.OPEN:
-                    self._hold(violation.code, violation.reason)
+                super().receive_data(data[: max(violation.frame_start, 0)])
+                if self.failure is None and self.state is _OPEN:
+                    self.hold(violation.code, violation.reason)
                 return
-        self._parse(data)
-
-    def _parse(self, data: bytes | bytearray) -> None:
-        self._parsing = True
-        try:
-            super().receive_data(data)
-        finally:
-            self._parsing = False
+        super().receive_data(data)
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE:
+        if frame.opcode is _CLOSE:
             self.current_size = None  # the unfinished message is abandoned
         super().recv_frame(frame)
 
     def fail(self, code: int, reason: str = "") -> None:
-        held_back = self._parsing and code in _HELD_BACK and self.state is State.OPEN
-        if not held_back or self.failure is not None:
+        # Only the parser fails the connection while it is open (nothing
+        # else here calls the library's close): hold its protocol errors.
+        if code in _HELD_BACK and self.failure is None and self.state is _OPEN:
+            self.hold(code, reason)
+        else:
             super().fail(code, reason)
-            return
-        self._hold(code, reason)
 
-    def _hold(self, code: int, reason: str) -> None:
+    def hold(self, code: int, reason: str) -> None:
         self.failure = (int(code), reason)
         self.parser = self._ignore()  # read nothing more (RFC 6455 section 7.1.7)
         next(self.parser)
-        if self.on_failure is not None:
-            # After the events before the error have reached the message queue.
-            asyncio.get_running_loop().call_soon(self.on_failure)
-
-    def fail_now(self) -> None:
-        """Act on the held-back failure: send the Close and EOF."""
-        assert self.failure is not None
-        super().fail(*self.failure)
 
     def _ignore(self) -> Generator[None]:
         while not (yield from self.reader.at_eof()):
             self.reader.discard()
-        while True:  # EOF too is ignored: the core ends the connection
+        self.state = _CLOSED
+        while True:
             yield
 
+    def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
+        choice = self.subprotocol_choice
+        return None if choice is None else Subprotocol(choice)
 
-_HELD_BACK = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA)
+    def release(self) -> bytes:
+        """Stop holding frames back; return the bytes held so far."""
+        reader = cast(_HeldReader, self.reader)
+        reader.held = False
+        held = bytes(reader.buffer)
+        reader.buffer.clear()
+        return held
+
+    def send_eof(self) -> None:
+        self.release()  # nothing more is parsed: let the library discard it
+        problem = _unparsed(self.handshake_exc)
+        if self.state is _CONNECTING and isinstance(self.handshake_exc, InvalidMessage) and problem:
+            # The request could not be parsed (garbage, or a body): the
+            # library would close without a word.
+            answer = Response.text(400, f"Bad request: {problem}\n")
+            self.writes.append(_library_response(answer).serialize())
+        super().send_eof()
 
 
-class _ServerConnection(ServerConnection):
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        protocol.__class__ = _ServerProtocol  # serve() builds the protocol itself
-        super().__init__(protocol, *args, **kwargs)
+def _unparsed(error: Exception | None) -> str | None:
+    """Why the library refused to parse the request, or None if it did not
+    (or the client just left before the request was whole)."""
+    if error is None or isinstance(error.__cause__, EOFError):
+        return None
+    return str(error.__cause__ or error)
 
 
-def _allow_fragments(max_message_size: int) -> None:
-    # The library stops a message at 4096 fragments (its WEBSOCKETS_MAX_FRAGMENTS,
-    # read once at import), far fewer than a message within max_message_size
-    # may have (Autobahn 9.3, 9.4). Allow one per 64 bytes of the limit: still a
-    # bound on the frames one message holds, however small they are.
-    library_messages.MAX_FRAGMENTS = max(library_messages.MAX_FRAGMENTS, max_message_size // 64)
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """The library's ``websockets.server`` logger, without its lines at INFO
+    and below ("connection open", "connection closed"...): the core writes
+    one line per connection itself, and a request the library refused is
+    one rate-limited line (`log_bad_request`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("websockets.server"))
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.INFO and self.logger.isEnabledFor(level)
 
 
 class WebsocketsServer:
@@ -158,233 +189,314 @@ class WebsocketsServer:
 class WebsocketsBackend:
     def __init__(self, app: Application) -> None:
         self.app = app
-        self._transports: dict[ServerConnection, WebsocketsTransport] = {}
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
         settings = self.app.settings
-        _allow_fragments(settings.max_message_size)
-        async with anyio.create_task_group() as sessions:
-            self._sessions: TaskGroup = sessions
-            server = await serve(
-                self._connection,
-                host,
-                port,
-                process_request=self._process_request,
-                process_response=self._process_response,
-                select_subprotocol=self._select_subprotocol,
-                compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
-                server_header=None,
-                open_timeout=settings.open_timeout,  # the request and the handler's decision
-                ping_interval=None,
-                ping_timeout=None,
-                close_timeout=settings.close_timeout,
-                max_size=settings.max_message_size,
-                max_queue=settings.max_queue,
-                write_limit=settings.write_limit,
-                create_connection=_ServerConnection,
-            )
-            task_status.started(WebsocketsServer(server))
-            try:
-                await server.wait_closed()  # after stop_accepting(), once every connection ended
-            finally:
-                server.close()
-
-    async def _process_request(
-        self, connection: ServerConnection, request: LibraryRequest
-    ) -> LibraryResponse | None:
-        host, port = connection.remote_address[:2]
-        core_request = Request(
-            method=request.method,
-            target=request.path,
-            headers=Headers(request.headers.raw_items()),
-            client=Address(str(host), int(port)),
+        server = await serve(
+            _never_called,
+            host,
+            port,
+            compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
+            server_header=None,
+            open_timeout=None,  # handshake() runs the whole session; it bounds the request itself
+            ping_interval=None,
+            ping_timeout=None,
+            close_timeout=settings.close_timeout,
+            max_size=settings.max_message_size,
+            max_queue=None,  # the library's message queue is not used
+            write_limit=settings.write_limit,
+            logger=_ServerLog(),
+            create_connection=cast(
+                "type[ServerConnection]", functools.partial(WebsocketsConnection, app=self.app)
+            ),
         )
-        if not core_request.is_upgrade:
-            response = await self.app.handle_http(core_request)
-            return _library_response(response, head_only=request.method == "HEAD")
-        transport = WebsocketsTransport(core_request, connection, self.app.settings)
-        self._transports[connection] = transport
-        self._sessions.start_soon(self._session, transport)
-        await transport.decided.wait()
-        if transport.refusal is not None:
-            self._transports.pop(connection, None)
-            return _library_response(transport.refusal)
-        return None  # accepted: the library answers with 101
-
-    async def _session(self, transport: WebsocketsTransport) -> None:
+        task_status.started(WebsocketsServer(server))
         try:
-            await self.app.handle_websocket(transport)
+            await server.wait_closed()  # after stop_accepting(), once every handler task ended
         finally:
-            transport.finished()
-            self._transports.pop(transport.connection, None)
+            server.close(close_connections=False)
+            for task in list(server.handler_tasks):
+                task.cancel()  # cancelled: every session's handshake() drops its connection
 
-    def _select_subprotocol(self, connection: ServerConnection, offered: object) -> Subprotocol | None:
-        transport = self._transports.get(connection)
-        if transport is None or transport.subprotocol is None:
-            return None
-        return Subprotocol(transport.subprotocol)
 
-    def _process_response(
-        self, connection: ServerConnection, request: LibraryRequest, response: LibraryResponse
+async def _never_called(connection: ServerConnection) -> None:
+    raise AssertionError("handshake() runs the session and leaves the connection closed")
+
+
+class WebsocketsConnection(ServerConnection):
+    """One TCP connection: the library's, and the core's `Transport` once it asks for an upgrade."""
+
+    protocol: _ServerProtocol
+    request: Request  # type: ignore[assignment]  # the core's request, not the library's
+
+    def __init__(
+        self, protocol: ServerProtocol, server: LibraryServer, *, app: Application, **kwargs: Any
     ) -> None:
-        transport = self._transports.get(connection)
-        if transport is not None and response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
-            for name, value in transport.extra_headers:
-                response.headers[name] = value
+        protocol.__class__ = _ServerProtocol  # serve() builds the protocol itself
+        protocol.reader.__class__ = _HeldReader
+        super().__init__(protocol, server, **kwargs)
+        self._app = app
+        self._settings = app.settings
+        self._handshake: LibraryRequest | None = None  # the library's request, until answered
+        self._receiver: Receiver | None = None
+        self._failed = False  # a protocol error was reported: nothing more is pushed
+        self._closer: asyncio.TimerHandle | None = None
+        # A list, not the library's deque: an empty deque costs 600 bytes a connection.
+        self.drain_waiters = []  # type: ignore[assignment]
 
-    async def _connection(self, connection: ServerConnection) -> None:
-        # Called once the 101 is sent; the session goes on in its own task.
-        transport = self._transports[connection]
-        transport.opened.set()
-        await transport.done.wait()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        del self.recv_messages  # the library's message queue: frames go to the core instead
 
+    # -- the session, in the library's handler task ---------------------------
 
-class WebsocketsTransport:
-    """The core's `Transport` over one websockets connection."""
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            async with asyncio.timeout(self._settings.open_timeout):
+                await asyncio.wait(
+                    [self.request_rcvd, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED
+                )
+            if self._handshake is None:
+                return  # the client left, or sent no request the library could parse
+            request = self.request
+            if request.is_upgrade:
+                await self._app.handle_websocket(self)
+            else:
+                response = await self._app.handle_http(request)
+                self._respond(response, head_only=request.method == "HEAD")
+        finally:
+            self.abort()
+        # Return once TCP is closed: the library aborts what it finds open.
+        try:
+            async with asyncio.timeout(self._settings.close_timeout):
+                await asyncio.shield(self.connection_lost_waiter)
+        except TimeoutError:
+            self.transport.abort()
+            await asyncio.shield(self.connection_lost_waiter)
 
-    def __init__(self, request: Request, connection: ServerConnection, settings: Settings) -> None:
-        self.request = request
-        self.connection = connection
-        self._close_timeout = settings.close_timeout
-        self.decided = anyio.Event()
-        self.opened = anyio.Event()
-        self.done = anyio.Event()
-        self.refusal: Response | None = None
-        self.subprotocol: str | None = None
-        self.extra_headers: list[tuple[str, str]] = []
-        self._pongs: deque[bytes] = deque()  # arrived, not reported yet
-        self._fragmenting = False  # a fragmented message is being sent
-        self._waiting: anyio.CancelScope | None = None  # receive() waiting for a message
-        self._protocol = cast(_ServerProtocol, connection.protocol)
-        self._protocol.on_failure = self._wake
-        self._protocol.check = FrameCheck(settings.frame_limit)
+    def _respond(self, response: Response, head_only: bool = False) -> bool:
+        protocol = self.protocol
+        if protocol.state is not _CONNECTING or protocol.eof_sent or self.transport.is_closing():
+            return False
+        protocol.send_response(_library_response(response, head_only))  # and EOF
+        self.send_data()
+        return True
 
-    def finished(self) -> None:
-        self.decided.set()  # a session that ends undecided was aborted
-        self.done.set()
+    def _peer(self) -> Address | None:
+        peer = self.transport.get_extra_info("peername")
+        return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
 
-    async def accept(self, subprotocol: str | None, headers: HeaderList) -> None:
-        self.subprotocol, self.extra_headers = subprotocol, list(headers)
-        self.decided.set()
-        # Return once the 101 is on the wire, or fail if the client left first.
-        async with anyio.create_task_group() as race:
-            race.start_soon(_set_then_cancel, self.opened, race)
-            race.start_soon(_closed_then_cancel, self.connection, race)
-        if not self.opened.is_set():
+    # -- the library's callbacks ------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        receiver = self._receiver
+        if receiver is None:
+            super().data_received(data)
+            if self._handshake is None:
+                if protocol.handshake_exc is not None and not self.request_rcvd.done():
+                    self.request_rcvd.set_result(None)  # answered by the library, or by the 400
+                    problem = _unparsed(protocol.handshake_exc)
+                    if problem is not None:
+                        log_bad_request(self._peer(), problem)
+            elif len(protocol.reader.buffer) > self._settings.max_request_size:
+                self.transport.pause_reading()  # frames before the 101: wait for the answer
+            return
+        was_open = protocol.state is _OPEN
+        super().data_received(data)
+        failure = protocol.failure
+        if failure is not None:
+            if not self._failed:  # after the events that came before it
+                self._failed = True
+                receiver.protocol_error(*failure)
+        elif was_open and protocol.state is _CLOSING and protocol.close_rcvd is None and self._closer is None:
+            # The library failed the connection itself (1009, say): Close and
+            # EOF are out; the core hears of it with connection_lost. Drop TCP
+            # if the client never closes it.
+            self._closer = self.loop.call_later(self._settings.close_timeout, self.abort)
+
+    def process_event(self, event: Event) -> None:
+        receiver = self._receiver
+        if receiver is None:
+            if type(event) is LibraryRequest and self._handshake is None:
+                self._handshake = event
+                self.request = Request(
+                    method=event.method,
+                    target=event.path,
+                    headers=Headers(event.headers.raw_items()),
+                    client=self._peer(),
+                )
+                self.request_rcvd.set_result(None)
+            return
+        if self._failed:
+            return
+        frame = cast(Frame, event)
+        opcode = frame.opcode
+        if opcode is _TEXT:
+            if not frame.fin:
+                receiver.fragment_received(bytes(frame.data), False, True)
+                return
+            try:
+                text = str(frame.data, "utf-8")
+            except UnicodeDecodeError as error:
+                self._fail_reading(CloseCode.INVALID_FRAME_PAYLOAD_DATA, f"invalid UTF-8: {error.reason}")
+                return
+            receiver.message_received(text)
+        elif opcode is _BINARY:
+            if frame.fin:
+                receiver.message_received(bytes(frame.data))
+            else:
+                receiver.fragment_received(bytes(frame.data), False, False)
+        elif opcode is _CONT:
+            receiver.fragment_received(bytes(frame.data), frame.fin, None)
+        elif opcode is _PONG:
+            receiver.pong_received(bytes(frame.data))
+        elif opcode is _CLOSE:
+            # Checked and answered (Close, then EOF) by the library already.
+            close = self.protocol.close_rcvd
+            assert close is not None
+            receiver.close_received(close.code if frame.data else None, close.reason)
+        # A Ping: the library has answered it.
+
+    def _fail_reading(self, code: int, reason: str) -> None:
+        protocol = self.protocol
+        if protocol.failure is None:
+            protocol.hold(code, reason)
+        self._failed = True
+        assert self._receiver is not None
+        self._receiver.protocol_error(code, reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The library's, without its message queue and pings (unused here).
+        protocol = self.protocol
+        protocol.receive_eof()  # idempotent; the state becomes CLOSED
+        self.set_connection_exc(exc)
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
+        self.connection_lost_waiter.set_result(None)
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(TransportClosed("the connection is gone"))
+        receiver = self._receiver
+        if receiver is not None:
+            sent = protocol.close_sent
+            if sent is not None and protocol.close_rcvd is None:
+                receiver.connection_lost(sent.code, sent.reason)  # the library's own failure, or ours
+            else:
+                receiver.connection_lost()
+
+    # -- the Transport contract -------------------------------------------------
+
+    async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
+        protocol = self.protocol
+        request = self._handshake
+        if (
+            request is None
+            or protocol.state is not _CONNECTING
+            or protocol.eof_sent
+            or self.transport.is_closing()
+        ):
             raise TransportClosed("the client left during the handshake")
+        protocol.subprotocol_choice = subprotocol
+        response = protocol.accept(request)
+        self._handshake = None
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            # The core's check passed a request the library refuses (HTTP/1.0, say).
+            protocol.send_response(response)
+            self.send_data()
+            raise TransportClosed(f"the library refused the handshake with {response.status_code}")
+        for name, value in headers:
+            response.headers[name] = value
+        protocol.check = FrameCheck(self._settings.frame_limit)
+        self._receiver = receiver
+        protocol.send_response(response)
+        self.send_data()
+        self.transport.resume_reading()
+        early = protocol.release()
+        if early:
+            self.data_received(early)
 
     async def reject(self, response: Response) -> None:
-        self.refusal = response
-        self.decided.set()
-        # process_request hands the response to the library, which sends it
-        # and closes the connection; return once that happened.
-        with anyio.move_on_after(self._close_timeout):
-            await self.connection.wait_closed()
+        sent = self._respond(response)
+        self._handshake = None
+        self.abort()
+        if not sent:
+            raise TransportClosed("the client left during the handshake")
 
-    async def receive(self) -> Event:
-        # The library matches pongs to pings itself and never returns them
-        # from recv(); a pong, or a held-back protocol error, that comes while
-        # we wait for a message cancels the wait to be reported (recv() is
-        # cancel-safe: no message is lost).
-        protocol = self._protocol
-        queued = self.connection.recv_messages.frames.queue
-        if queued and queued[0].fin and not self._pongs:
-            # A whole message waits: recv() returns it without suspending, so
-            # nothing can come in meanwhile and no cancel scope is needed.
-            return await self._next_message()
-        while True:
-            if self._pongs:
-                return Pong(self._pongs.popleft())
-            if protocol.failure is not None and not self._message_queued():
-                return ProtocolError(*protocol.failure)
-            with anyio.CancelScope() as self._waiting:
-                try:
-                    return await self._next_message()
-                finally:
-                    self._waiting = None
+    async def send(self, data: str | bytes) -> None:  # type: ignore[override]  # the core's Transport.send
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
+            await self._closed()
+        if type(data) is str:
+            protocol.send_text(data.encode())
+        else:
+            protocol.send_binary(data)  # type: ignore[arg-type]  # not str: bytes
+        self.send_data()
+        if self.paused:
+            await self._drain()
 
-    async def _next_message(self) -> Event:
+    async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
+            await self._closed()
+        payload = data.encode() if isinstance(data, str) else data
+        if not first:
+            protocol.send_continuation(payload, fin=final)
+        elif isinstance(data, str):
+            protocol.send_text(payload, fin=final)
+        else:
+            protocol.send_binary(payload, fin=final)
+        self.send_data()
+        if self.paused:
+            await self._drain()
+
+    async def _closed(self) -> NoReturn:
+        # The library failed the connection itself; as its own send does,
+        # wait for the end (close_timeout at most), so its code is known.
+        await asyncio.shield(self.connection_lost_waiter)
+        raise TransportClosed("the connection is closed")
+
+    async def _drain(self) -> None:
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self.drain_waiters.append(waiter)
         try:
-            data = await self.connection.recv()
-        except ConnectionClosed as closed:
-            return _closed(closed)
-        return TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+            await waiter  # TransportClosed once the connection is lost
+        finally:
+            self.drain_waiters.remove(waiter)
 
-    def _message_queued(self) -> bool:
-        # Whether a whole message waits in the library's queue: after a
-        # held-back error, nothing more arrives to finish a partial one.
-        return any(frame.fin for frame in self.connection.recv_messages.frames.queue)
+    def send_ping(self, data: bytes) -> None:
+        if self.protocol.state is _OPEN:
+            self.protocol.send_ping(data)
+            self.send_data()
 
-    def _wake(self) -> None:
-        if self._waiting is not None:
-            self._waiting.cancel()
+    def send_pong(self, data: bytes) -> None:
+        if self.protocol.state is _OPEN:
+            self.protocol.send_pong(data)
+            self.send_data()
 
-    async def send(self, event: Message | Ping | Pong) -> None:
-        try:
-            if isinstance(event, TextMessage | BytesMessage):
-                if event.final and not self._fragmenting:
-                    await self.connection.send(event.data)
-                else:
-                    await self._send_fragment(event)
-            elif isinstance(event, Ping):
-                waiter = asyncio.ensure_future(await self.connection.ping(event.data))
-                waiter.add_done_callback(functools.partial(self._acknowledged, event.data))
-            else:
-                await self.connection.pong(event.data)
-        except ConnectionClosed as closed:
-            raise TransportClosed(str(closed)) from closed
-
-    async def _send_fragment(self, event: Message) -> None:
-        # The library's own fragmented send takes an iterable it drives
-        # itself; the core hands over one fragment at a time instead.
-        data = event.data.encode() if isinstance(event, TextMessage) else event.data
-        protocol = self.connection.protocol
-        async with self.connection.send_context():
-            if self._fragmenting:
-                protocol.send_continuation(data, fin=event.final)
-            elif isinstance(event, TextMessage):
-                protocol.send_text(data, fin=False)
-            else:
-                protocol.send_binary(data, fin=False)
-        self._fragmenting = not event.final
-
-    def _acknowledged(self, data: bytes, done: asyncio.Future[float]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            self._pongs.append(data)
-            self._wake()
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._protocol.failure is not None:
+    def send_close(self, code: int, reason: str) -> None:
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
+            return  # the library sent its Close already (an answer, or a failure)
+        if protocol.failure is not None:
             # Failing after a held-back protocol error: Close and EOF now,
             # no closing handshake (RFC 6455 section 7.1.7).
-            self._protocol.fail_now()
-            self.connection.send_data()
-            return
-        # The library sends the Close, waits for the peer's (up to
-        # close_timeout) and closes TCP; receive() then reports Closed.
-        await self.connection.close(code, reason)
+            protocol.fail(code, reason)
+        elif code == CloseCode.NO_STATUS_RCVD:
+            protocol.send_close()
+        else:
+            protocol.send_close(code, reason)
+        self.send_data()
 
-    async def abort(self) -> None:
-        drop(self.connection.transport, self._close_timeout)
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
 
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
 
-async def _set_then_cancel(event: anyio.Event, race: TaskGroup) -> None:
-    await event.wait()
-    race.cancel_scope.cancel()
-
-
-async def _closed_then_cancel(connection: ServerConnection, race: TaskGroup) -> None:
-    await connection.wait_closed()
-    race.cancel_scope.cancel()
-
-
-def _closed(closed: ConnectionClosed) -> Closed:
-    # The peer's Close if one came; else ours when the library failed the
-    # connection (1002, 1007, 1009...); else the connection was lost.
-    frame = closed.rcvd or closed.sent
-    if frame is None:
-        return Closed(1006)
-    return Closed(int(frame.code), frame.reason)
+    def abort(self) -> None:
+        drop(self.transport, self._settings.close_timeout)
 
 
 def _library_response(response: Response, head_only: bool = False) -> LibraryResponse:
@@ -392,10 +504,8 @@ def _library_response(response: Response, head_only: bool = False) -> LibraryRes
         phrase = http.HTTPStatus(response.status).phrase
     except ValueError:
         phrase = ""
-    headers = LibraryHeaders(response.headers)
-    headers["Content-Length"] = str(len(response.body))
-    headers["Connection"] = "close"
-    return LibraryResponse(response.status, phrase, headers, b"" if head_only else response.body)
+    body = b"" if head_only else response.body
+    return LibraryResponse(response.status, phrase, LibraryHeaders(response.wire_headers()), body)
 
 
 backend_class: type[Backend] = WebsocketsBackend
