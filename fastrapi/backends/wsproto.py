@@ -418,11 +418,12 @@ class WsprotoConnection(asyncio.Protocol):
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
                 payload = event.data  # type: ignore[attr-defined]
-                receiver.fragment_received(
-                    payload if kind is TextMessage else bytes(payload),
-                    event.message_finished,  # type: ignore[attr-defined]
-                    kind is TextMessage,
-                )
+                final = event.message_finished  # type: ignore[attr-defined]
+                if kind is BytesMessage and final:
+                    payload = bytes(
+                        payload
+                    )  # a bytearray from wsproto; earlier pieces are joined as they are
+                receiver.fragment_received(payload, final, kind is TextMessage)
             elif kind is Ping:
                 receiver.ping_received(bytes(event.payload))  # type: ignore[attr-defined]
             elif kind is Pong:

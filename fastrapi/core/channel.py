@@ -65,7 +65,7 @@ class Assembler:
         self._size = 0
         self._decoder = _utf8_decoder() if text else None
 
-    def feed(self, data: str | bytes, final: bool) -> str | bytes | None:
+    def feed(self, data: str | bytes | bytearray, final: bool) -> str | bytes | None:
         """The whole message once ``data`` finishes it, else None.
 
         Raises:
@@ -73,15 +73,16 @@ class Assembler:
             UnicodeDecodeError: a text message's bytes are not UTF-8.
             TypeError: a fragment is of the other type than the message.
         """
-        self._size += len(data) if isinstance(data, bytes) else len(data.encode())
+        # Text is counted in UTF-8 bytes; ASCII (checked in C) needs no encoding to count.
+        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
         if self._size > self._limit:
             raise MessageTooBig(f"message exceeds {self._limit} bytes")
         if self._decoder is not None:
-            if isinstance(data, bytes):
+            if not isinstance(data, str):
                 data = self._decoder.decode(data, final)
             self._parts.append(data)  # type: ignore[arg-type]  # text parts are all str
-        elif isinstance(data, bytes):
-            self._parts.append(data)  # type: ignore[arg-type]  # binary parts are all bytes
+        elif not isinstance(data, str):
+            self._parts.append(data)  # type: ignore[arg-type]  # binary parts are all bytes-like
         else:
             raise TypeError("a text fragment continues a binary message")
         if not final:
@@ -173,13 +174,14 @@ class Channel:
             return
         self._queue(data)
 
-    def fragment_received(self, data: str | bytes, final: bool, text: bool | None) -> None:
+    def fragment_received(self, data: str | bytes | bytearray, final: bool, text: bool | None) -> None:
         if self._state.state is not _CONNECTED:
             return
         assembler = self._assembler
         if assembler is None:
             if final and not (text and isinstance(data, bytes)):
-                self.message_received(data)  # a whole message after all
+                # A whole message after all (a final piece is str or bytes).
+                self.message_received(data)  # type: ignore[arg-type]
                 return
             assembler = self._assembler = Assembler(self._max_size, bool(text))
         try:

@@ -79,13 +79,15 @@ class Receiver(Protocol):
         """A whole message: str for text (already valid UTF-8), bytes for binary."""
         ...
 
-    def fragment_received(self, data: str | bytes, final: bool, text: bool | None) -> None:
+    def fragment_received(self, data: str | bytes | bytearray, final: bool, text: bool | None) -> None:
         """A piece of a message that may be fragmented (RFC 6455 section 5.4).
 
         ``text`` is the message's type, required on the first piece and
         None where the library does not say (continuations). A text piece
         may be str, or bytes of UTF-8 that the core decodes (a character may
         span pieces). A final piece with nothing before it is a whole message.
+        Pieces before the final one may be a bytearray (the core copies them
+        once, when it joins the message); the final piece is str or bytes.
         """
         ...
 
