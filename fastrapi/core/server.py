@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, cast
 import anyio
 
 from fastrapi.core.codes import CloseCode
-from fastrapi.core.loop import Task, cancel
 from fastrapi.core.exceptions import BackendUnavailableError, UnknownBackendError
+from fastrapi.core.loop import Task, cancel
 from fastrapi.core.request import Address
 from fastrapi.core.state import WebSocketState
 from fastrapi.core.transport import BACKENDS, Application, Backend, Server
