@@ -22,7 +22,6 @@ than ``max_request_size``; one it cannot parse (garbage, or a body) gets 400.
 from __future__ import annotations
 
 import asyncio
-import functools
 import http
 import logging
 from collections.abc import Generator, Sequence
@@ -36,7 +35,7 @@ from websockets.exceptions import InvalidMessage
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
-from websockets.protocol import Event, State
+from websockets.protocol import Event, Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
@@ -59,13 +58,12 @@ class _HeldReader(StreamReader):
 
     The library parses frames that follow the request even before the 101;
     held, their bytes wait in the buffer until ``accept()`` feeds them
-    through the `FrameCheck` like every later chunk.
+    through the `FrameCheck` like every later chunk. Then the reader is a
+    plain `StreamReader` again.
     """
 
-    held = True
-
     def at_eof(self) -> Generator[None, None, bool]:
-        while self.held and not self.eof:
+        while not self.eof:
             yield
         return (yield from super().at_eof())
 
@@ -91,7 +89,6 @@ class _ServerProtocol(ServerProtocol):
 
     check: FrameCheck | None = None  # set with the 101
     failure: tuple[int, str] | None = None
-    subprotocol_choice: str | None = None  # the core's, set before accept()
 
     def receive_data(self, data: bytes | bytearray) -> None:
         check = self.check
@@ -131,16 +128,27 @@ class _ServerProtocol(ServerProtocol):
             yield
 
     def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
-        choice = self.subprotocol_choice
-        return None if choice is None else Subprotocol(choice)
+        return self.subprotocol  # the core's choice, set before accept()
 
     def release(self) -> bytes:
         """Stop holding frames back; return the bytes held so far."""
-        reader = cast(_HeldReader, self.reader)
-        reader.held = False
+        held_back = type(self.reader) is _HeldReader
+        reader = self.reader
+        if not held_back:
+            return b""
+        reader.__class__ = StreamReader
         held = bytes(reader.buffer)
         reader.buffer.clear()
         return held
+
+    def open(self) -> bytes:
+        """The 101 is out: read frames; return the bytes that came before it."""
+        early = self.release()
+        # The library's frame parser afresh: the one that read the request
+        # would keep the request alive in its frame for the connection's life.
+        self.parser = Protocol.parse(self)
+        next(self.parser)
+        return early
 
     def send_eof(self) -> None:
         self.release()  # nothing more is parsed: let the library discard it
@@ -206,9 +214,7 @@ class WebsocketsBackend:
             max_queue=None,  # the library's message queue is not used
             write_limit=settings.write_limit,
             logger=_ServerLog(),
-            create_connection=cast(
-                "type[ServerConnection]", functools.partial(WebsocketsConnection, app=self.app)
-            ),
+            create_connection=WebsocketsConnection.serving(self.app),
         )
         task_status.started(WebsocketsServer(server))
         try:
@@ -228,19 +234,22 @@ class WebsocketsConnection(ServerConnection):
 
     protocol: _ServerProtocol
     request: Request  # type: ignore[assignment]  # the core's request, not the library's
+    # Attributes on the class where they can be: past the library's 28 and
+    # one more, each connection's attributes take a 1.3 KiB dict.
+    _app: Application  # set on the class by serving()
+    _receiver: Receiver | None = None  # the core, once the 101 is out
+    _failed = False  # a protocol error was reported: nothing more is pushed
+    _closer: asyncio.TimerHandle | None = None  # drops TCP after the library's own failure
 
-    def __init__(
-        self, protocol: ServerProtocol, server: LibraryServer, *, app: Application, **kwargs: Any
-    ) -> None:
+    @classmethod
+    def serving(cls, app: Application) -> type[WebsocketsConnection]:
+        """The class of one server's connections: ``app`` on the class, not on each."""
+        return type(cls.__name__, (cls,), {"_app": app})
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         protocol.__class__ = _ServerProtocol  # serve() builds the protocol itself
         protocol.reader.__class__ = _HeldReader
-        super().__init__(protocol, server, **kwargs)
-        self._app = app
-        self._settings = app.settings
-        self._handshake: LibraryRequest | None = None  # the library's request, until answered
-        self._receiver: Receiver | None = None
-        self._failed = False  # a protocol error was reported: nothing more is pushed
-        self._closer: asyncio.TimerHandle | None = None
+        super().__init__(protocol, *args, **kwargs)
         # A list, not the library's deque: an empty deque costs 600 bytes a connection.
         self.drain_waiters = []  # type: ignore[assignment]
 
@@ -252,11 +261,11 @@ class WebsocketsConnection(ServerConnection):
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         try:
-            async with asyncio.timeout(self._settings.open_timeout):
+            async with asyncio.timeout(self._app.settings.open_timeout):
                 await asyncio.wait(
                     [self.request_rcvd, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED
                 )
-            if self._handshake is None:
+            if self.request is None:
                 return  # the client left, or sent no request the library could parse
             request = self.request
             if request.is_upgrade:
@@ -268,7 +277,7 @@ class WebsocketsConnection(ServerConnection):
             self.abort()
         # Return once TCP is closed: the library aborts what it finds open.
         try:
-            async with asyncio.timeout(self._settings.close_timeout):
+            async with asyncio.timeout(self._app.settings.close_timeout):
                 await asyncio.shield(self.connection_lost_waiter)
         except TimeoutError:
             self.transport.abort()
@@ -293,13 +302,13 @@ class WebsocketsConnection(ServerConnection):
         receiver = self._receiver
         if receiver is None:
             super().data_received(data)
-            if self._handshake is None:
+            if self.request is None:
                 if protocol.handshake_exc is not None and not self.request_rcvd.done():
                     self.request_rcvd.set_result(None)  # answered by the library, or by the 400
                     problem = _unparsed(protocol.handshake_exc)
                     if problem is not None:
                         log_bad_request(self._peer(), problem)
-            elif len(protocol.reader.buffer) > self._settings.max_request_size:
+            elif len(protocol.reader.buffer) > self._app.settings.max_request_size:
                 self.transport.pause_reading()  # frames before the 101: wait for the answer
             return
         was_open = protocol.state is _OPEN
@@ -313,13 +322,12 @@ class WebsocketsConnection(ServerConnection):
             # The library failed the connection itself (1009, say): Close and
             # EOF are out; the core hears of it with connection_lost. Drop TCP
             # if the client never closes it.
-            self._closer = self.loop.call_later(self._settings.close_timeout, self.abort)
+            self._closer = self.loop.call_later(self._app.settings.close_timeout, self.abort)
 
     def process_event(self, event: Event) -> None:
         receiver = self._receiver
         if receiver is None:
-            if type(event) is LibraryRequest and self._handshake is None:
-                self._handshake = event
+            if type(event) is LibraryRequest and self.request is None:
                 self.request = Request(
                     method=event.method,
                     target=event.path,
@@ -390,36 +398,32 @@ class WebsocketsConnection(ServerConnection):
 
     async def accept(self, subprotocol: str | None, headers: HeaderList, receiver: Receiver) -> None:
         protocol = self.protocol
-        request = self._handshake
-        if (
-            request is None
-            or protocol.state is not _CONNECTING
-            or protocol.eof_sent
-            or self.transport.is_closing()
-        ):
+        if protocol.state is not _CONNECTING or protocol.eof_sent or self.transport.is_closing():
             raise TransportClosed("the client left during the handshake")
-        protocol.subprotocol_choice = subprotocol
-        response = protocol.accept(request)
-        self._handshake = None
+        protocol.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
+        # The library's request, back from the core's (keeping it would cost that dict).
+        request = self.request
+        response = protocol.accept(
+            LibraryRequest(request.target, LibraryHeaders(request.headers.raw()), request.method)
+        )
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            # The core's check passed a request the library refuses (HTTP/1.0, say).
+            # The core's check passed a request the library refuses.
             protocol.send_response(response)
             self.send_data()
             raise TransportClosed(f"the library refused the handshake with {response.status_code}")
         for name, value in headers:
             response.headers[name] = value
-        protocol.check = FrameCheck(self._settings.frame_limit)
+        protocol.check = FrameCheck(self._app.settings.frame_limit)
         self._receiver = receiver
         protocol.send_response(response)
         self.send_data()
         self.transport.resume_reading()
-        early = protocol.release()
+        early = protocol.open()
         if early:
             self.data_received(early)
 
     async def reject(self, response: Response) -> None:
         sent = self._respond(response)
-        self._handshake = None
         self.abort()
         if not sent:
             raise TransportClosed("the client left during the handshake")
@@ -496,7 +500,7 @@ class WebsocketsConnection(ServerConnection):
         self.transport.resume_reading()
 
     def abort(self) -> None:
-        drop(self.transport, self._settings.close_timeout)
+        drop(self.transport, self._app.settings.close_timeout)
 
 
 def _library_response(response: Response, head_only: bool = False) -> LibraryResponse:
