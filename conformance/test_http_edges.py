@@ -91,3 +91,24 @@ async def test_an_absolute_form_target_routes_on_its_path(backend: str) -> None:
             raw, head = await RawClient.open(port, plain)
             async with raw:
                 assert head.startswith(b"HTTP/1.1 426 "), head  # the WebSocket route, not a 404
+
+
+async def _dropped(stream: anyio.abc.SocketStream) -> None:
+    with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+        while True:  # whatever the server says, it then closes the connection
+            await stream.receive()
+
+
+async def test_each_connection_gets_open_timeout_for_its_head_and_no_more(backend: str) -> None:
+    with anyio.fail_after(GUARD):
+        async with server(backend, open_timeout=0.5) as (url, port, _record):
+            first = await anyio.connect_tcp("127.0.0.1", port)
+            await first.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")  # and no more
+            await anyio.sleep(0.3)
+            second = await anyio.connect_tcp("127.0.0.1", port)
+            async with first, second, client(f"{url}/echo") as ws:
+                await _dropped(first)
+                await second.send(b"GET /echo HTTP/1.1\r\n")  # still within its own time
+                await _dropped(second)
+                await ws.send("its head came in time")  # so it is never dropped
+                assert await ws.recv() == "its head came in time"

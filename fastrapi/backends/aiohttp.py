@@ -22,7 +22,7 @@ queue counts nothing. ``write_limit`` is the socket's write buffer high-water
 mark; a send that leaves it above waits for the drain. ``compression`` is
 permessage-deflate with a 12-bit window for what we send (the client's own
 window is its choice; aiohttp cannot bound it). ``open_timeout`` bounds the
-request head here (aiohttp has no such timeout; see `AiohttpBackend._connection`).
+request head here (aiohttp has no such timeout; see `_WebServer`).
 The request parser gets twice the core's ``max_line_size`` and ``max_headers``,
 so the core answers oversized heads (414/431); beyond twice those, aiohttp
 answers 400 itself. It has no ``max_request_size`` knob. Requests it cannot
@@ -97,6 +97,56 @@ class AiohttpServer:
         self._backend.stopped.set()
 
 
+class _WebServer(web.Server):
+    """aiohttp's low-level server, which also bounds each connection's wait
+    for its request head by ``open_timeout``: aiohttp itself has no such
+    timeout, so a slowloris client would hold a connection for ever.
+
+    One timer serves every connection: the connections waiting for a head
+    are kept in arrival order, which is also the order of their deadlines.
+    """
+
+    def __init__(self, open_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.open_timeout = open_timeout
+        self.waiting: dict[RequestHandler, float] = {}  # connection -> deadline for its head
+        self._timer: Timer | None = None
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        loop = running_loop()
+        self.waiting[handler] = deadline = loop.time() + self.open_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.waiting.pop(handler, None)
+
+    def head_arrived(self, handler: RequestHandler) -> None:
+        self.waiting.pop(handler, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        waiting = self.waiting
+        now = running_loop().time()
+        overdue = []
+        for handler, deadline in waiting.items():
+            if deadline > now:
+                self._timer = running_loop().call_at(deadline, self._expire)
+                break
+            overdue.append(handler)
+        for handler in overdue:
+            del waiting[handler]
+            if handler.transport is not None:
+                handler.transport.abort()  # a slowloris client holds nothing
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class AiohttpBackend:
     def __init__(self, app: Application) -> None:
         self.app = app
@@ -104,15 +154,15 @@ class AiohttpBackend:
         self._active = 0  # requests being handled
         self._idle = anyio.Event()
         self._idle.set()
-        self._heads: dict[RequestHandler, Timer] = {}  # connections whose request head has not come yet
-        self._web: web.Server | None = None
+        self._web: _WebServer | None = None
 
     async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
         settings = self.app.settings
         # aiohttp answers oversized requests with 400; its limits are set
         # above the core's so the core answers first, with 414 or 431.
-        self._web = web_server = web.Server(
-            self._handle,
+        self._web = web_server = _WebServer(
+            settings.open_timeout,
+            handler=self._handle,
             max_line_size=2 * settings.max_line_size,
             max_field_size=2 * settings.max_line_size,
             max_headers=2 * settings.max_headers,
@@ -120,7 +170,7 @@ class AiohttpBackend:
             access_log=None,
             keepalive_timeout=0,  # one request per connection; open_timeout bounds the wait for it
         )
-        listener = await running_loop().create_server(self._connection, host, port)
+        listener = await running_loop().create_server(web_server, host, port)
         try:
             task_status.started(AiohttpServer(self, listener))
             await self.stopped.wait()
@@ -128,29 +178,14 @@ class AiohttpBackend:
         finally:
             with anyio.CancelScope(shield=True):
                 listener.close()
+                web_server.stop_timer()
                 for handler in web_server.connections:  # those still waiting for a request
                     drop(handler.transport, settings.close_timeout)
                 await web_server.shutdown(settings.close_timeout)
 
-    def _connection(self) -> RequestHandler:
-        # The listener's protocol factory: aiohttp's handler for the new
-        # connection, dropped unless its request head arrives within
-        # open_timeout (aiohttp itself would wait for it forever).
-        assert self._web is not None
-        handler = self._web()
-        self._heads[handler] = running_loop().call_later(
-            self.app.settings.open_timeout, self._head_overdue, handler
-        )
-        return handler
-
-    def _head_overdue(self, handler: RequestHandler) -> None:
-        if self._heads.pop(handler, None) is not None and handler.transport is not None:
-            handler.transport.abort()  # a slowloris client holds nothing
-
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        timer = self._heads.pop(request.protocol, None)
-        if timer is not None:
-            timer.cancel()
+        assert self._web is not None
+        self._web.head_arrived(request.protocol)
         self._active += 1
         if self._active == 1:
             self._idle = anyio.Event()
