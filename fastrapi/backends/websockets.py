@@ -13,10 +13,11 @@ with 1009; it also bounds inflation); ``write_limit`` is ``write_limit``;
 ``close_timeout`` is ``close_timeout``; ``compression`` turns on the
 library's permessage-deflate (a 12-bit window, memLevel 5); ``open_timeout``
 bounds the request's arrival. ``max_frame_size`` and UTF-8 as it arrives
-are the core's `FrameCheck`. Its own keepalive pings and the ``Server``
-header are off; it answers pings itself, so the core never sees them. It
-parses requests with its own limits (8192-byte lines, 128 headers) rather
-than ``max_request_size``; one it cannot parse (garbage, or a body) gets 400.
+are the core's `FrameCheck`. Its own keepalive pings, the ``Server``
+header and its INFO lines per connection are off; it answers pings itself,
+so the core never sees them. It parses requests with its own limits
+(8192-byte lines, 128 headers) rather than ``max_request_size``; one it
+cannot parse (garbage, or a body) gets 400.
 """
 
 from __future__ import annotations
