@@ -55,20 +55,18 @@ class LiveConnections:
 
     def __init__(self) -> None:
         self._scopes: dict[WebSocket, Task] = {}
-        self._empty = anyio.Event()
-        self._empty.set()
+        # Made only when shutdown waits: an app is built before any event loop runs.
+        self._empty: anyio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._scopes)
 
     def opened(self, ws: WebSocket, task: Task) -> None:
         self._scopes[ws] = task
-        if self._empty.is_set():
-            self._empty = anyio.Event()
 
     def closed(self, ws: WebSocket) -> None:
         self._scopes.pop(ws, None)
-        if not self._scopes:
+        if not self._scopes and self._empty is not None:
             self._empty.set()
 
     async def close_all(self, grace: float) -> None:
@@ -77,8 +75,10 @@ class LiveConnections:
             for ws in list(self._scopes):
                 if ws.client_state is WebSocketState.CONNECTED:
                     task_group.start_soon(ws.close, CloseCode.GOING_AWAY, "server shutting down")
-            with anyio.move_on_after(grace):
-                await self._empty.wait()
+            if self._scopes:
+                self._empty = anyio.Event()
+                with anyio.move_on_after(grace):
+                    await self._empty.wait()
             for task in self._scopes.values():
                 cancel(task)
             task_group.cancel_scope.cancel()
