@@ -68,7 +68,7 @@ bench-quick: $(BENCH_STAMP)
 bench-pipelined: $(STAMP)
 	$(BIN)/python bench/throughput.py --messages 10000 --rounds 10
 
-test: lint typecheck autobahn bench-quick unit  # pytest last: its summary closes the output
+test: lint typecheck autobahn bench-quick conformance-oldest unit  # pytest last: its summary closes the output
 
 clean:
 	rm -rf $(VENV) $(OLDEST) .coverage .coverage.* .hypothesis bench/.build
