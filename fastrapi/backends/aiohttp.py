@@ -300,7 +300,7 @@ class AiohttpTransport:
         try:
             # Written whole at once, compressed or not: a control frame or
             # a Close sent meanwhile can only come before it or after it.
-            transport.write(_frame(first, payload))
+            _write_frame(transport, first, payload)
             if self._protocol.writing_paused:
                 await _drain(self._protocol)
         except _NETWORK_ERRORS as error:
@@ -320,7 +320,7 @@ class AiohttpTransport:
         if not first:
             opcode = _OPCODE_CONTINUATION
         try:
-            transport.write(_frame((_FIN if final else 0) | opcode, payload))
+            _write_frame(transport, (_FIN if final else 0) | opcode, payload)
             if self._protocol.writing_paused:
                 await _drain(self._protocol)
         except _NETWORK_ERRORS as error:
@@ -342,7 +342,7 @@ class AiohttpTransport:
         if self._close_sent or transport is None or transport.is_closing():
             return  # nothing goes after our Close, nor onto a closed socket
         try:
-            transport.write(_frame(first, payload))
+            _write_frame(transport, first, payload)
         except _NETWORK_ERRORS:
             pass  # the socket broke; the protocol reports connection_lost
 
@@ -528,14 +528,22 @@ _PING, _PONG = WSMsgType.PING, WSMsgType.PONG
 _STOP = (True, b"")  # what a payload parser returns to stop the protocol from reading
 
 
-def _frame(first: int, payload: bytes) -> bytes:
-    """A frame: ``first`` is its first byte (FIN and opcode), then the length and ``payload``."""
+_JOIN_BELOW = 16384  # a bigger payload goes in a write of its own rather than be copied onto its header
+
+
+def _write_frame(transport: asyncio.Transport, first: int, payload: bytes) -> None:
+    """Write a frame: ``first`` is its first byte (FIN, RSV1 and opcode), then
+    the length and ``payload``."""
     length = len(payload)
     if length < 126:
-        return _HEADER_SHORT(first, length) + payload
-    if length < 65536:
-        return _HEADER_16(first, 126, length) + payload
-    return _HEADER_64(first, 127, length) + payload
+        transport.write(_HEADER_SHORT(first, length) + payload)
+        return
+    header = _HEADER_16(first, 126, length) if length < 65536 else _HEADER_64(first, 127, length)
+    if length < _JOIN_BELOW:
+        transport.write(header + payload)
+    else:
+        transport.write(header)
+        transport.write(payload)
 
 
 backend_class: type[Backend] = AiohttpBackend
