@@ -39,14 +39,15 @@ import hashlib
 import logging
 import struct
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from aiohttp import WebSocketError, WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_websocket import WS_KEY, WebSocketReader, ws_ext_gen, ws_ext_parse
 from anyio.abc import TaskStatus
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from fastrapi.backends._sockets import drop
 from fastrapi.core.badrequests import log_bad_request
@@ -243,8 +244,10 @@ class AiohttpTransport:
         request_headers = self.request.headers
         key = request_headers["sec-websocket-key"].strip()
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
+        # aiohttp's own names (istr): with plain str keys the response's
+        # headers hold a folded copy of each name, ~700 bytes a connection.
         response_headers = CIMultiDict(
-            [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
+            [(hdrs.UPGRADE, "websocket"), (hdrs.CONNECTION, "Upgrade"), (hdrs.SEC_WEBSOCKET_ACCEPT, accept)]
         )
         compress, notakeover = 0, False
         if settings.compression:
@@ -253,11 +256,11 @@ class AiohttpTransport:
             if compress:
                 compress = min(compress, _SERVER_WINDOW_BITS)
                 extension = ws_ext_gen(compress=compress, isserver=True, server_notakeover=notakeover)
-                response_headers["Sec-WebSocket-Extensions"] = extension
+                response_headers[hdrs.SEC_WEBSOCKET_EXTENSIONS] = extension
         if subprotocol is not None:
-            response_headers["Sec-WebSocket-Protocol"] = subprotocol
+            response_headers[hdrs.SEC_WEBSOCKET_PROTOCOL] = subprotocol
         for name, value in headers:
-            response_headers.add(name, value)
+            response_headers.add(istr(name), value)
         response = self._response = web.StreamResponse(status=101, headers=response_headers)
         response.force_close()
         try:
@@ -498,12 +501,16 @@ async def _send_response(web_request: web.BaseRequest, answer: web.Response) -> 
 def _core_request(request: web.BaseRequest) -> Request:
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
+    raw = request.raw_headers
+    items: Iterable[tuple[str, str]]
+    if all(value.isascii() for _, value in raw):
+        items = request.headers.items()  # the parser's own strings, not a second copy of each
+    else:  # as the other backends' parsers give them, not aiohttp's UTF-8
+        items = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
     return Request(
         method=request.method,
         target=request.raw_path,
-        headers=Headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers
-        ),
+        headers=Headers(items),
         client=Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None,
     )
 
