@@ -14,6 +14,12 @@ def drop(transport: asyncio.BaseTransport | None, grace: float) -> None:
         return
     if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
         transport.close()  # asyncio closes the socket only once the buffer is flushed
-        asyncio.get_running_loop().call_later(grace, transport.abort)
+        asyncio.get_running_loop().call_later(grace, _cut_if_stuck, transport)
     else:
         transport.close()
+
+
+def _cut_if_stuck(transport: asyncio.WriteTransport) -> None:
+    # Flushed and closed meanwhile, the transport is gone: aborting it then fails.
+    if transport.get_write_buffer_size():
+        transport.abort()
