@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from fastrapi.core.request import Address
+
 
 def drop(transport: asyncio.BaseTransport | None, grace: float) -> None:
     """Close ``transport`` now, letting frames still queued (a Close, say) go out
@@ -23,3 +25,9 @@ def _cut_if_stuck(transport: asyncio.WriteTransport) -> None:
     # Flushed and closed meanwhile, the transport is gone: aborting it then fails.
     if transport.get_write_buffer_size():
         transport.abort()
+
+
+def peer_address(transport: asyncio.BaseTransport | None) -> Address | None:
+    """The client's host and port; None for a UNIX socket or a transport already gone."""
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None

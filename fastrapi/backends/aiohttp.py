@@ -49,7 +49,7 @@ from aiohttp.http_websocket import WS_KEY, WebSocketReader, ws_ext_gen, ws_ext_p
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict, istr
 
-from fastrapi.backends._sockets import drop
+from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.badrequests import log_bad_request
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
@@ -499,8 +499,6 @@ async def _send_response(web_request: web.BaseRequest, answer: web.Response) -> 
 
 
 def _core_request(request: web.BaseRequest) -> Request:
-    transport = request.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
     raw = request.raw_headers
     items: Iterable[tuple[str, str]]
     if all(value.isascii() for _, value in raw):
@@ -511,7 +509,7 @@ def _core_request(request: web.BaseRequest) -> Request:
         method=request.method,
         target=request.raw_path,
         headers=Headers(items),
-        client=Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None,
+        client=peer_address(request.transport),
     )
 
 

@@ -41,7 +41,7 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
 
-from fastrapi.backends._sockets import drop
+from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.badrequests import log_bad_request
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
@@ -292,10 +292,6 @@ class WebsocketsConnection(ServerConnection):
         self.send_data()
         return True
 
-    def _peer(self) -> Address | None:
-        peer = self.transport.get_extra_info("peername")
-        return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-
     # -- the library's callbacks ------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -308,7 +304,7 @@ class WebsocketsConnection(ServerConnection):
                     self.request_rcvd.set_result(None)  # answered by the library, or by the 400
                     problem = _unparsed(protocol.handshake_exc)
                     if problem is not None:
-                        log_bad_request(self._peer(), problem)
+                        log_bad_request(peer_address(self.transport), problem)
             elif len(protocol.reader.buffer) > self._app.settings.max_request_size:
                 self.transport.pause_reading()  # frames before the 101: wait for the answer
             return
@@ -333,7 +329,7 @@ class WebsocketsConnection(ServerConnection):
                     method=event.method,
                     target=event.path,
                     headers=Headers(event.headers.raw_items()),
-                    client=self._peer(),
+                    client=peer_address(self.transport),
                 )
                 self.request_rcvd.set_result(None)
             return

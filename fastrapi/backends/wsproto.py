@@ -30,7 +30,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
-from fastrapi.backends._sockets import drop
+from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
@@ -266,7 +266,7 @@ class WsprotoConnection(asyncio.Protocol):
             headers=Headers(
                 (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
             ),
-            client=self._peer(),
+            client=peer_address(self._transport),
         )
         self._early, _ = http.trailing_data
         self._backend.start_session(self, self.request)
@@ -275,11 +275,6 @@ class WsprotoConnection(asyncio.Protocol):
         self._head_timer = None
         if not self._requested:
             self.abort()  # the request never came whole: a slowloris holds nothing
-
-    def _peer(self) -> Address | None:
-        assert self._transport is not None
-        peer = self._transport.get_extra_info("peername")
-        return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
 
     def respond(self, response: Response, head_only: bool = False) -> None:
         """Write an HTTP response to a request that did not become a WebSocket."""
@@ -348,27 +343,21 @@ class WsprotoConnection(asyncio.Protocol):
         self.respond(response)
         self.abort()
 
-    async def send(self, data: str | bytes) -> None:
+    async def send(self, data: str | bytes, final: bool = True) -> None:
         ws, transport = self._ws, self._transport
         assert ws is not None and transport is not None
         if ws.state is not ConnectionState.OPEN or self._lost:
             raise TransportClosed("the WebSocket is closing")
         # wsproto's frame protocol directly: Connection.send builds an event
         # and checks its type on every message to reach the same call.
-        transport.write(ws._proto.send_data(data, True))
+        transport.write(ws._proto.send_data(data, final))
         if self._writing_paused:
             await self._drain()
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         # wsproto's frame protocol keeps the outgoing message's opcode:
         # after the first frame, it writes continuations.
-        ws, transport = self._ws, self._transport
-        assert ws is not None and transport is not None
-        if ws.state is not ConnectionState.OPEN or self._lost:
-            raise TransportClosed("the WebSocket is closing")
-        transport.write(ws._proto.send_data(data, final))
-        if self._writing_paused:
-            await self._drain()
+        await self.send(data, final)
 
     def send_ping(self, data: bytes) -> None:
         ws, transport = self._ws, self._transport

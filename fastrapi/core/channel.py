@@ -529,9 +529,6 @@ class Channel:
             self.close_code = CloseCode.ABNORMAL_CLOSURE
         self._state.try_apply(Transition.PEER_CLOSED)
         self._cancel_timers()
-        if self._closer is not None:
-            self._closer.cancel()
-            self._closer = None
         self.transport.abort()
         self._wake()
         for waiter in self._pongs.values():
@@ -552,6 +549,9 @@ class Channel:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
 
     async def wait_closed(self) -> None:
         """Wait until the connection is over: at most ``close_timeout`` after our Close."""
@@ -571,9 +571,6 @@ class Channel:
     def release(self) -> None:
         """The session is over: free what is left."""
         self._cancel_timers()
-        if self._closer is not None:
-            self._closer.cancel()
-            self._closer = None
         self.inbox.clear()
 
 
