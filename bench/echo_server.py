@@ -151,7 +151,9 @@ def fastrapi_server(backend: str, port: int) -> None:
             pass
 
     print("ready", flush=True)  # serve() binds at once; the caller polls the port
-    app.serve("127.0.0.1", port, backend=backend)
+    # No line per connection, like every reference here (aiohttp's
+    # access_log=None, uvicorn at log_level="warning").
+    app.serve("127.0.0.1", port, backend=backend, access_log=False)
 
 
 def on_asyncio(serve: Callable[[int], Any]) -> Callable[[int], None]:

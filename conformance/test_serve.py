@@ -40,12 +40,45 @@ async def stubborn(ws):
     finally:
         print("stubborn handler cancelled", flush=True)
 
-app.serve("127.0.0.1", {port}, backend={backend!r})
+app.serve("127.0.0.1", {port}, backend={backend!r}, access_log={access_log!r})
 """
 
 
-def script_server(tmp_path: Path, backend: str) -> AbstractContextManager[ExampleServer]:
-    return run_script(tmp_path, "server.py", lambda port: SCRIPT.format(port=port, backend=backend))
+def script_server(
+    tmp_path: Path, backend: str, access_log: bool = True
+) -> AbstractContextManager[ExampleServer]:
+    return run_script(
+        tmp_path,
+        "server.py",
+        lambda port: SCRIPT.format(port=port, backend=backend, access_log=access_log),
+    )
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+async def test_access_log_has_two_lines_per_connection_unless_turned_off(
+    backend: str, tmp_path: Path, access_log: bool
+) -> None:
+    with script_server(tmp_path, backend, access_log) as server:
+        with anyio.fail_after(GUARD):
+            async with connect(f"{server.url}/ws?n=1") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+            # The close line is written as the session ends, which may be
+            # just after the client saw the close; a silenced log never has it.
+            for _ in range(20 if access_log else 6):
+                if "closed 1000" in server.log.read_text(errors="replace"):
+                    break
+                await anyio.sleep(0.05)
+        code = await anyio.to_thread.run_sync(server.stop, signal.SIGINT)
+    assert code == 0
+    lines = [line for line in server.output.splitlines() if "fastrapi.access" in line]
+    if access_log:
+        assert len(lines) == 2, server.output
+        assert '"WebSocket /ws?n=1" 101 ' in lines[0]
+        assert '"WebSocket /ws?n=1" closed 1000 after ' in lines[1]
+    else:
+        assert lines == [], server.output
+    assert "serving on" in server.output  # the server's own lines stay
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -89,7 +122,7 @@ async def test_handlers_that_ignore_the_close_are_cancelled_after_the_grace_peri
 
 def test_an_unknown_backend_fails_before_serving(tmp_path: Path) -> None:
     script = tmp_path / "server.py"
-    script.write_text(SCRIPT.format(port=free_port(), backend="nonexistent"))
+    script.write_text(SCRIPT.format(port=free_port(), backend="nonexistent", access_log=True))
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=GUARD, check=False
     )

@@ -1083,7 +1083,8 @@ async def test_each_handshake_gets_an_access_line_when_answered_and_each_session
             await client.send(TextMessage("bye"))
             assert await client.receive() == Closed(4000)
             await client.close(4000)
-    closing = [r.getMessage() for r in caplog.records if r.name == "fastrapi.websocket"]
+    closing = [r.getMessage() for r in caplog.records if r.name == "fastrapi.access"]
     expected = '127.0.0.1:50000 - "WebSocket /room/lobby" closed 4000 after '
     assert any(line.startswith(expected) for line in closing), closing
-    assert not any("private" in line for line in closing)  # refused: never open, never closed
+    # Refused: never open, so never closed.
+    assert not any("private" in line and "closed" in line for line in closing)

@@ -87,6 +87,7 @@ class FastrAPI:
         port: int = 8000,
         backend: str | None = None,
         settings: Settings | None = None,
+        access_log: bool = True,
     ) -> None:
         """Serve until Ctrl+C (SIGINT) or SIGTERM, then shut down cleanly.
 
@@ -94,6 +95,9 @@ class FastrAPI:
             backend: a name from `fastrapi.backends.BACKENDS`; by default the
                 ``FASTRAPI_BACKEND`` environment variable, else "wsproto".
             settings: replaces the app's settings for this run.
+            access_log: False silences the two lines per connection (answered,
+                closed) of the ``fastrapi.access`` logger, as uvicorn's
+                ``--no-access-log`` does.
 
         Raises:
             UnknownBackendError: ``backend`` names no registered backend.
@@ -101,7 +105,12 @@ class FastrAPI:
         if settings is not None:
             self._settings = settings
         _server.serve(
-            self, self._live, host, port, backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND
+            self,
+            self._live,
+            host,
+            port,
+            backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND,
+            access_log,
         )
 
     @asynccontextmanager

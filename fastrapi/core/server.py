@@ -103,10 +103,15 @@ async def running(
             task_group.cancel_scope.deadline = anyio.current_time() + app.settings.close_timeout
 
 
-def serve(app: Application, live: LiveConnections, host: str, port: int, backend: str) -> None:
-    """Serve until SIGINT or SIGTERM; blocking."""
+def serve(
+    app: Application, live: LiveConnections, host: str, port: int, backend: str, access_log: bool = True
+) -> None:
+    """Serve until SIGINT or SIGTERM; blocking. ``access_log=False`` silences
+    the per-connection lines (the ``fastrapi.access`` logger)."""
     load_backend(backend)  # fail before the event loop starts
     _configure_logging()
+    if not access_log:
+        logging.getLogger("fastrapi.access").setLevel(logging.WARNING)
     anyio.run(_serve_until_signal, app, live, host, port, backend)
 
 

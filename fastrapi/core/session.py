@@ -81,8 +81,8 @@ async def run_session(
     on_open(ws, current_task())  # what shutdown cancels, once its grace is over
     try:
         await _run_handler(ws, route.call(ws, params))
-        if ws.handshake_status == 101:
-            logger.info(
+        if ws.handshake_status == 101 and access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(
                 '%s - "WebSocket %s" closed %s after %.1fs',
                 _client(request),
                 request.target,
