@@ -8,7 +8,8 @@ The seed's handlers catch the standard library's types, so ours subclass them::
     │   └── WebSocketDisconnect     the connection is over (peer closed, lost, or we closed)
     ├── ValueError
     │   ├── MessageTypeError        receive_text() got bytes, or receive_bytes() got text
-    │   └── InvalidJSON             receive_json() got a message that is not JSON
+    │   ├── InvalidJSON             receive_json() got a message that is not JSON
+    │   └── InvalidMessage          receive_json(model=...) got JSON the model does not accept
     ├── RuntimeError
     │   └── WebSocketStateError     a method called in a state that does not allow it
     │       └── ConcurrentReceiveError   two tasks receiving from one WebSocket at once
@@ -17,11 +18,13 @@ The seed's handlers catch the standard library's types, so ours subclass them::
         └── UnknownBackendError     serve(backend=...) named no registered backend
             └── BackendUnavailableError  the backend's library is not installed
 
-Data errors (`MessageTypeError`, `InvalidJSON`) carry the message they were
-raised for, so a handler that catches them loses nothing.
+Data errors (`MessageTypeError`, `InvalidJSON`, `InvalidMessage`) carry the
+message they were raised for, so a handler that catches them loses nothing.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastrapi.core.events import BytesMessage, TextMessage
 
@@ -77,6 +80,29 @@ class InvalidJSON(ValueError):
     def __init__(self, error: str, message: TextMessage | BytesMessage) -> None:
         super().__init__(f"message is not valid JSON: {error}")
         self.message = message
+
+
+class InvalidMessage(ValueError):
+    """A JSON message that does not validate as the model ``receive_json()`` was given.
+
+    Attributes:
+        raw: the message's payload as received (str for text, bytes for binary).
+        errors: pydantic's error dicts (``type``, ``loc``, ``msg``, ``input``,
+            ``ctx``), JSON-ready so a handler can send them back as they are.
+    """
+
+    def __init__(self, model: str, errors: list[dict[str, Any]], raw: str | bytes) -> None:
+        first = errors[0] if errors else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"message is not a valid {model}: {where}: {first['msg']}{more}; see .errors")
+        self.errors = errors
+        self.raw = raw
+
+    @property
+    def message(self) -> TextMessage | BytesMessage:
+        """The message as received, as `InvalidJSON.message` keeps it."""
+        return TextMessage(self.raw) if isinstance(self.raw, str) else BytesMessage(self.raw)
 
 
 class WebSocketStateError(RuntimeError):

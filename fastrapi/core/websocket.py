@@ -11,9 +11,10 @@ nothing has answered the client yet: ``accept()`` sends the 101, ``deny()`` or
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from fastrapi.core import json
 from fastrapi.core.channel import Channel
@@ -34,6 +35,7 @@ _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
 FORBIDDEN = Response.text(403, "Forbidden")  # how a close() before accept() answers
 T = TypeVar("T")
+M = TypeVar("M")  # the type a JSON message is validated as
 
 
 class WebSocket:
@@ -221,18 +223,36 @@ class WebSocket:
             raise MessageTypeError("binary", TextMessage(data))
         return data  # type: ignore[return-value]  # not str: bytes
 
-    async def receive_json(self, timeout: float | None = None) -> Any:
+    @overload
+    async def receive_json(self, timeout: float | None = None) -> Any: ...
+    @overload
+    async def receive_json(self, timeout: float | None = None, *, model: type[M]) -> M: ...
+    async def receive_json(self, timeout: float | None = None, *, model: type[M] | None = None) -> Any:
         """The next message (text or binary) parsed as JSON.
+
+        Args:
+            timeout: seconds to wait, as for `receive`.
+            model: validate the JSON as this type and return an instance of it:
+                a pydantic model, a dataclass, a TypedDict, or any type
+                pydantic's ``TypeAdapter`` takes (needs ``fastrapi[pydantic]``).
 
         Raises:
             InvalidJSON: the message is not JSON; the error keeps it.
+            InvalidMessage: the JSON does not fit ``model``; the error keeps
+                the message (``.raw``) and pydantic's details (``.errors``).
+            ImportError: ``model`` was given and pydantic is not installed.
             WebSocketDisconnect: the connection ended.
             TimeoutError: no message within ``timeout`` seconds.
+
+        After either error the connection stays usable: the next receive gets the next message.
         """
         if self._connection.state is _CONNECTING:
             self._connection.check(Operation.RECEIVE, "receive_json()")
         channel = self._channel
-        return json.loads(channel.take() if channel.inbox else await channel.receive(timeout))
+        data = channel.take() if channel.inbox else await channel.receive(timeout)
+        if model is None:
+            return json.loads(data)
+        return json.validate(data, model)
 
     def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer closes normally (1000 or 1001).
@@ -245,9 +265,21 @@ class WebSocket:
         """Binary messages until the peer closes normally (1000 or 1001)."""
         return _until_normal_close(self.receive_bytes)
 
-    def iter_json(self) -> AsyncIterator[Any]:
-        """JSON messages until the peer closes normally (1000 or 1001)."""
-        return _until_normal_close(self.receive_json)
+    @overload
+    def iter_json(self) -> AsyncIterator[Any]: ...
+    @overload
+    def iter_json(self, *, model: type[M]) -> AsyncIterator[M]: ...
+    def iter_json(self, *, model: type[M] | None = None) -> AsyncIterator[Any]:
+        """JSON messages until the peer closes normally (1000 or 1001).
+
+        With ``model``, each is validated as in ``receive_json(model=...)``.
+        An invalid message raises out of the loop (`InvalidJSON`,
+        `InvalidMessage`); the connection stays open, so a new loop goes on
+        with the next message.
+        """
+        if model is None:
+            return _until_normal_close(self.receive_json)
+        return _until_normal_close(functools.partial(self.receive_json, model=model))
 
     # -- sending ----------------------------------------------------------
 
@@ -295,6 +327,9 @@ class WebSocket:
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send ``data`` as JSON in a text (default) or binary message.
+
+        ``data`` may be (or hold) dataclasses and pydantic models, sent as
+        JSON objects (a model as its ``model_dump(mode="json")``).
 
         Raises:
             TypeError: ``data`` cannot be expressed as JSON.
