@@ -7,13 +7,15 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSPORT_LIBRARIES = {"anyio", "h11", "orjson", "wsproto", "websockets", "aiohttp"}
+# What fastrapi itself imports: the core, the backends, the reloader and typed messages.
+RUNTIME_LIBRARIES = {"anyio", "h11", "orjson", "wsproto", "websockets", "aiohttp", "watchfiles", "pydantic"}
+RUNTIME_EXTRAS = ("websockets", "aiohttp", "reload", "pydantic")
 
 
 def lower_bounds() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
-    for extra in ("websockets", "aiohttp"):
+    for extra in RUNTIME_EXTRAS:
         requirements += project["optional-dependencies"][extra]
     bounds = {}
     for requirement in requirements:
@@ -30,5 +32,10 @@ def pins() -> dict[str, str]:
 
 
 def test_every_lower_bound_is_the_version_ci_tests() -> None:
-    assert set(lower_bounds()) == TRANSPORT_LIBRARIES
+    assert set(lower_bounds()) == RUNTIME_LIBRARIES
     assert lower_bounds() == pins()
+
+
+def test_all_installs_every_runtime_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["all"] == [f"fastrapi[{','.join(RUNTIME_EXTRAS)}]"]
