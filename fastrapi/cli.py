@@ -130,6 +130,12 @@ def build_parser() -> ArgumentParser:
             metavar="NAME",
             help=f"transport: {', '.join(BACKENDS)} (default: ${BACKEND_VARIABLE}, else {DEFAULT_BACKEND})",
         ),
+        serving.add_argument(
+            "--no-access-log",
+            dest="access_log",
+            action="store_false",
+            help="no line per connection (the fastrapi.access logger)",
+        ),
     ]
     run.add_argument(
         "--log-level",

@@ -515,7 +515,16 @@ def test_help_lists_the_commands_and_every_run_option(capsys: pytest.CaptureFixt
         main(["run", "--help"])
     assert run.value.code == 0
     options = set(re.findall(r"(--[a-z-]+)", capsys.readouterr().out))
-    assert options == {"--help", "--host", "--port", "--backend", "--log-level", "--reload", "--reload-dir"}
+    assert options == {
+        "--help",
+        "--host",
+        "--port",
+        "--backend",
+        "--log-level",
+        "--reload",
+        "--reload-dir",
+        "--no-access-log",
+    }
 
 
 def test_no_command_prints_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -576,3 +585,15 @@ def test_a_factory_that_raises_shows_its_own_lines(app_directory: Path) -> None:
     assert [line.split(",")[1:] for line in error.value.details] == [
         [" line 2", " in create\n    raise ValueError('no settings')\n"]
     ]
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-access-log",)], ids=["default", "no-access-log"])
+def test_no_access_log_drops_the_lines_per_connection_only(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    write_app(tmp_path, "echo: ")
+    with serving(tmp_path, "run", "app:app", "--port", "0", *flags) as cli:
+        port = cli.serving_port()
+        assert echo(port, "hi") == "echo: hi"
+        assert cli.stop(signal.SIGINT) == 0
+    output = cli.output()
+    assert "serving on" in output
+    assert ('"WebSocket /echo" 101 ' in output) is not bool(flags), output
