@@ -14,6 +14,7 @@ from fastrapi.core.exceptions import (
     WebSocketException,
     WebSocketStateError,
 )
+from fastrapi.core.lifespan import LifespanStartupError, State
 from fastrapi.core.request import Headers, QueryParams, Request
 from fastrapi.core.routing import RouteError
 from fastrapi.core.settings import Settings
@@ -29,6 +30,7 @@ __all__ = [
     "FastrAPI",
     "Headers",
     "InvalidJSON",
+    "LifespanStartupError",
     "InvalidMessage",
     "MessageTypeError",
     "QueryParams",
@@ -36,6 +38,7 @@ __all__ = [
     "Response",
     "RouteError",
     "Settings",
+    "State",
     "TextMessage",
     "UnknownBackendError",
     "WebSocket",

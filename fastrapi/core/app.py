@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
 from fastrapi.core.handshake import check_size
+from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
 from fastrapi.core.routing import Route, Router
 from fastrapi.core.session import run_session
@@ -34,11 +35,17 @@ class FastrAPI:
 
     Args:
         settings: limits and timeouts; `Settings()` defaults otherwise.
+        lifespan: an async context manager factory run around serving (see
+            `fastrapi.core.lifespan`); what it yields lands on ``app.state``.
         **overrides: individual settings, e.g. ``max_message_size=4 * 2**20``.
     """
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, lifespan: Lifespan | None = None, **overrides: Any
+    ) -> None:
         self._settings = replace(settings or Settings(), **overrides)
+        self._lifespan = lifespan
+        self.state = State()
         self.websocket_router = Router()
         self.http_router = Router()
         self._live = _server.LiveConnections()
@@ -101,6 +108,7 @@ class FastrAPI:
 
         Raises:
             UnknownBackendError: ``backend`` names no registered backend.
+            SystemExit(1): the lifespan's start-up failed (logged with its traceback).
         """
         if settings is not None:
             self._settings = settings
@@ -125,6 +133,10 @@ class FastrAPI:
             yield server
 
     # -- the Application contract, called by backends -------------------------
+
+    def lifespan_context(self) -> AbstractAsyncContextManager[None]:
+        """The lifespan around one serve: start-up on enter, shutdown on exit."""
+        return run_lifespan(self, self._lifespan, self.state)
 
     async def handle_websocket(self, transport: Transport) -> None:
         await run_session(

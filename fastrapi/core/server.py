@@ -18,6 +18,7 @@ import anyio
 
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import BackendUnavailableError, UnknownBackendError
+from fastrapi.core.lifespan import LifespanStartupError
 from fastrapi.core.loop import Task, cancel
 from fastrapi.core.request import Address
 from fastrapi.core.state import WebSocketState
@@ -90,7 +91,9 @@ async def running(
 ) -> AsyncIterator[Server]:
     """Serve ``app`` with ``backend`` on ``host:port`` inside the block; shut down on exit."""
     backend_class = load_backend(backend)
-    async with anyio.create_task_group() as task_group:
+    # The lifespan wraps the whole serve: its start-up runs before anything
+    # listens, its shutdown after the last connection has closed.
+    async with app.lifespan_context(), anyio.create_task_group() as task_group:
         server: Server = await task_group.start(backend_class(app).run, host, port)
         try:
             yield server
@@ -112,7 +115,11 @@ def serve(
     _configure_logging()
     if not access_log:
         logging.getLogger("fastrapi.access").setLevel(logging.WARNING)
-    anyio.run(_serve_until_signal, app, live, host, port, backend)
+    try:
+        anyio.run(_serve_until_signal, app, live, host, port, backend)
+    except LifespanStartupError as failure:
+        logger.error("%s; not serving", failure, exc_info=failure.__cause__)
+        raise SystemExit(1) from None
 
 
 async def _serve_until_signal(

@@ -24,6 +24,7 @@ Adding a backend is one module in ``fastrapi/backends`` ending with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -183,6 +184,10 @@ class Application(Protocol):
 
     async def handle_http(self, request: Request) -> Response:
         """Answer a request that is not a WebSocket upgrade."""
+        ...
+
+    def lifespan_context(self) -> AbstractAsyncContextManager[None]:
+        """Start-up on enter, shutdown on exit; raises `LifespanStartupError`."""
         ...
 
 
