@@ -130,6 +130,8 @@ def build_parser() -> ArgumentParser:
             metavar="NAME",
             help=f"transport: {', '.join(BACKENDS)} (default: ${BACKEND_VARIABLE}, else {DEFAULT_BACKEND})",
         ),
+        serving.add_argument("--ssl-certfile", dest="certfile", metavar="FILE", help="TLS certificate (PEM)"),
+        serving.add_argument("--ssl-keyfile", dest="keyfile", metavar="FILE", help="TLS private key (PEM)"),
         serving.add_argument(
             "--no-access-log",
             dest="access_log",

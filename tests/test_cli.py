@@ -524,6 +524,8 @@ def test_help_lists_the_commands_and_every_run_option(capsys: pytest.CaptureFixt
         "--reload",
         "--reload-dir",
         "--no-access-log",
+        "--ssl-certfile",
+        "--ssl-keyfile",
     }
 
 

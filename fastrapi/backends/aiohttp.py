@@ -40,6 +40,7 @@ import logging
 import struct
 import zlib
 from collections.abc import Iterable
+from ssl import SSLContext
 from typing import Any
 
 import anyio
@@ -157,7 +158,9 @@ class AiohttpBackend:
         self._idle.set()
         self._web: _WebServer | None = None
 
-    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+    async def run(
+        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+    ) -> None:
         settings = self.app.settings
         # aiohttp answers oversized requests with 400; its limits are set
         # above the core's so the core answers first, with 414 or 431.
@@ -171,7 +174,7 @@ class AiohttpBackend:
             access_log=None,
             keepalive_timeout=0,  # one request per connection; open_timeout bounds the wait for it
         )
-        listener = await running_loop().create_server(web_server, host, port)
+        listener = await running_loop().create_server(web_server, host, port, ssl=tls)
         try:
             task_status.started(AiohttpServer(self, listener))
             await self.stopped.wait()

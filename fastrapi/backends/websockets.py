@@ -26,6 +26,7 @@ import asyncio
 import http
 import logging
 from collections.abc import Generator, Sequence
+from ssl import SSLContext
 from typing import Any, NoReturn, cast
 
 from anyio.abc import TaskStatus
@@ -199,12 +200,15 @@ class WebsocketsBackend:
     def __init__(self, app: Application) -> None:
         self.app = app
 
-    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+    async def run(
+        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+    ) -> None:
         settings = self.app.settings
         server = await serve(
             _never_called,
             host,
             port,
+            ssl=tls,
             compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
             server_header=None,
             open_timeout=None,  # handshake() runs the whole session; it bounds the request itself

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from ssl import SSLContext
 
 import h11
 from anyio.abc import TaskStatus
@@ -100,9 +101,11 @@ class WsprotoBackend:
         self.connections: set[WsprotoConnection] = set()
         self.sessions: set[asyncio.Task[None]] = set()
 
-    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
+    async def run(
+        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+    ) -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: WsprotoConnection(self), host, port)
+        server = await loop.create_server(lambda: WsprotoConnection(self), host, port, ssl=tls)
         task_status.started(WsprotoServer(self, server))
         try:
             await self.stopped.wait()

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
@@ -16,6 +17,7 @@ from fastrapi.core.request import Request
 from fastrapi.core.routing import Route, Router
 from fastrapi.core.session import run_session
 from fastrapi.core.settings import Settings
+from fastrapi.core.tls import server_context
 from fastrapi.core.transport import DEFAULT_BACKEND, Response, Server, Transport
 from fastrapi.core.websocket import WebSocket
 
@@ -95,23 +97,33 @@ class FastrAPI:
         backend: str | None = None,
         settings: Settings | None = None,
         access_log: bool = True,
+        ssl: SSLContext | None = None,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
     ) -> None:
         """Serve until Ctrl+C (SIGINT) or SIGTERM, then shut down cleanly.
 
         Args:
             backend: a name from `fastrapi.backends.BACKENDS`; by default the
-                ``FASTRAPI_BACKEND`` environment variable, else "wsproto".
+                ``FASTRAPI_BACKEND`` environment variable, else the default
+                (`fastrapi.core.transport.DEFAULT_BACKEND`).
             settings: replaces the app's settings for this run.
             access_log: False silences the two lines per connection (answered,
                 closed) of the ``fastrapi.access`` logger, as uvicorn's
                 ``--no-access-log`` does.
+            ssl: a server-side `ssl.SSLContext`: serve ``wss://`` and ``https://``.
+            certfile, keyfile: the shortcut for ``ssl``: a PEM certificate
+                chain and its key (``keyfile`` may be omitted when the
+                certificate file holds the key).
 
         Raises:
             UnknownBackendError: ``backend`` names no registered backend.
             SystemExit(1): the lifespan's start-up failed (logged with its traceback).
+            ValueError: both ``ssl`` and ``certfile`` given, or ``keyfile`` without ``certfile``.
         """
         if settings is not None:
             self._settings = settings
+        tls = server_context(ssl, certfile, keyfile)
         _server.serve(
             self,
             self._live,
@@ -119,17 +131,23 @@ class FastrAPI:
             port,
             backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND,
             access_log,
+            tls,
         )
 
     @asynccontextmanager
     async def run_server(
-        self, host: str = "127.0.0.1", port: int = 0, backend: str = DEFAULT_BACKEND
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        backend: str = DEFAULT_BACKEND,
+        ssl: SSLContext | None = None,
     ) -> AsyncIterator[Server]:
         """Serve inside an ``async with`` block (for tests and embedding).
 
         ``port=0`` picks a free port; ``server.addresses`` tells which.
+        ``ssl`` as for `serve`.
         """
-        async with _server.running(self, self._live, host, port, backend) as server:
+        async with _server.running(self, self._live, host, port, backend, ssl) as server:
             yield server
 
     # -- the Application contract, called by backends -------------------------

@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
+from ssl import SSLContext
 from typing import TYPE_CHECKING, cast
 
 import anyio
@@ -87,14 +88,20 @@ class LiveConnections:
 
 @asynccontextmanager
 async def running(
-    app: Application, live: LiveConnections, host: str, port: int, backend: str
+    app: Application,
+    live: LiveConnections,
+    host: str,
+    port: int,
+    backend: str,
+    tls: SSLContext | None = None,
 ) -> AsyncIterator[Server]:
-    """Serve ``app`` with ``backend`` on ``host:port`` inside the block; shut down on exit."""
+    """Serve ``app`` with ``backend`` on ``host:port`` (over TLS with ``tls``)
+    inside the block; shut down on exit."""
     backend_class = load_backend(backend)
     # The lifespan wraps the whole serve: its start-up runs before anything
     # listens, its shutdown after the last connection has closed.
     async with app.lifespan_context(), anyio.create_task_group() as task_group:
-        server: Server = await task_group.start(backend_class(app).run, host, port)
+        server: Server = await task_group.start(backend_class(app).run, host, port, tls)
         try:
             yield server
         finally:
@@ -107,7 +114,13 @@ async def running(
 
 
 def serve(
-    app: Application, live: LiveConnections, host: str, port: int, backend: str, access_log: bool = True
+    app: Application,
+    live: LiveConnections,
+    host: str,
+    port: int,
+    backend: str,
+    access_log: bool = True,
+    tls: SSLContext | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; blocking. ``access_log=False`` silences
     the per-connection lines (the ``fastrapi.access`` logger)."""
@@ -116,20 +129,22 @@ def serve(
     if not access_log:
         logging.getLogger("fastrapi.access").setLevel(logging.WARNING)
     try:
-        anyio.run(_serve_until_signal, app, live, host, port, backend)
+        anyio.run(_serve_until_signal, app, live, host, port, backend, tls)
     except LifespanStartupError as failure:
         logger.error("%s; not serving", failure, exc_info=failure.__cause__)
         raise SystemExit(1) from None
 
 
 async def _serve_until_signal(
-    app: Application, live: LiveConnections, host: str, port: int, backend: str
+    app: Application, live: LiveConnections, host: str, port: int, backend: str, tls: SSLContext | None
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with running(app, live, host, port, backend) as server:
+        async with running(app, live, host, port, backend, tls) as server:
             for address in server.addresses:
                 logger.info(
-                    "fastrapi serving on %s (backend %s); press Ctrl+C to stop", _url(address), backend
+                    "fastrapi serving on %s (backend %s); press Ctrl+C to stop",
+                    _url(address, tls is not None),
+                    backend,
                 )
             async for signum in signals:
                 logger.info("%s received; closing connections", signal.Signals(signum).name)
@@ -137,9 +152,9 @@ async def _serve_until_signal(
     logger.info("fastrapi stopped")
 
 
-def _url(address: Address) -> str:
+def _url(address: Address, tls: bool) -> str:
     host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"http://{host}:{address.port}"
+    return f"{'https' if tls else 'http'}://{host}:{address.port}"
 
 
 def _configure_logging() -> None:

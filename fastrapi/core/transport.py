@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Protocol
 
 from anyio.abc import TaskStatus
@@ -209,9 +210,12 @@ class Backend(Protocol):
 
     def __init__(self, app: Application) -> None: ...
 
-    async def run(self, host: str, port: int, *, task_status: TaskStatus[Server]) -> None:
-        """Listen on ``host:port``, report the `Server` through ``task_status``,
-        then serve; return after `Server.stop_accepting` once every connection
-        has ended. Cancelling it drops every connection.
+    async def run(
+        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+    ) -> None:
+        """Listen on ``host:port`` (over TLS with ``tls``, a server-side
+        context), report the `Server` through ``task_status``, then serve;
+        return after `Server.stop_accepting` once every connection has
+        ended. Cancelling it drops every connection.
         """
         ...
