@@ -114,7 +114,7 @@ def test_serve_takes_the_backend_from_the_environment(monkeypatch: pytest.Monkey
     chosen: list[str] = []
     monkeypatch.setenv("FASTRAPI_BACKEND", "wsproto")
     monkeypatch.setattr(
-        "fastrapi.core.server.serve", lambda app, live, host, port, backend: chosen.append(backend)
+        "fastrapi.core.server.serve", lambda app, live, host, port, backend, *options: chosen.append(backend)
     )
     FastrAPI().serve()
     FastrAPI().serve(backend="other")
