@@ -156,10 +156,17 @@ class FastrAPI:
         """The lifespan around one serve: start-up on enter, shutdown on exit."""
         return run_lifespan(self, self._lifespan, self.state)
 
-    async def handle_websocket(self, transport: Transport) -> None:
+    async def handle_websocket(self, transport: Transport, settings: Settings | None = None) -> None:
+        """``settings`` replaces the app's for this connection (ASGI turns off keepalive)."""
         await run_session(
-            self.websocket_router, self._settings, transport, self._live.opened, self._live.closed
+            self.websocket_router, settings or self._settings, transport, self._live.opened, self._live.closed
         )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI 3 entry point: ``uvicorn module:app`` (see `fastrapi.asgi`)."""
+        from fastrapi import asgi  # not needed unless an ASGI server calls
+
+        await asgi.handle(self, scope, receive, send)
 
     async def handle_http(self, request: Request) -> Response:
         too_big = check_size(request, self._settings)

@@ -1,0 +1,171 @@
+"""fastrapi as an ASGI app under real uvicorn and hypercorn processes, over loopback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conformance.conftest import ExampleServer, run_script
+
+pytestmark = pytest.mark.anyio
+
+GUARD = 10
+
+APP = """
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect
+
+
+@asynccontextmanager
+async def lifespan(app):
+    yield {"started": "lifespan ran"}
+
+
+app = FastrAPI(lifespan=lifespan, max_message_size=1024)
+
+
+@app.websocket("/chat/{room}")
+async def chat(ws: WebSocket, room: str) -> None:
+    await ws.accept()
+    await ws.send_json({"room": room, "name": ws.query_params.get("name"), "state": app.state.started})
+    try:
+        async for text in ws.iter_text():
+            if text == "bye":
+                await ws.close(4001, "bye to you")
+                return
+            await ws.send_text(text)
+    except WebSocketDisconnect as gone:
+        print("client closed", gone.code, flush=True)
+
+
+@app.websocket("/private")
+async def private(ws: WebSocket) -> None:
+    return  # never accepted: refused
+
+
+@app.get("/health")
+async def health() -> str:
+    return "ok"
+
+
+# Starlette runs no lifespan of a mounted app: the outer one runs ours.
+outer = Starlette(routes=[Mount("/rt", app=app)], lifespan=lambda outer: app.lifespan_context())
+"""
+
+SERVERS = {
+    "uvicorn": "import uvicorn\nuvicorn.run({target!r}, host='127.0.0.1', port={port}, log_level='info')\n",
+    # hypercorn's own command line; its worker is a spawned process, hence the guard.
+    "hypercorn": (
+        "import sys\nfrom hypercorn.__main__ import main\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(main([{target!r}, '--bind', '127.0.0.1:{port}']))\n"
+    ),
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def asgi_server_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextmanager
+def asgi_server(name: str, tmp_path: Path, target: str) -> Iterator[ExampleServer]:
+    (tmp_path / "asgiapp.py").write_text(APP)
+    launcher = "import sys\nsys.path.insert(0, '.')\n" + SERVERS[name]
+    with run_script(tmp_path, "launch.py", lambda port: launcher.format(target=target, port=port)) as server:
+        yield server
+
+
+async def http_get(port: int, path: str) -> bytes:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    async with stream:
+        await stream.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        for _ in range(100):  # bounded: a short reply comes in a few reads
+            try:
+                reply += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    return reply
+
+
+@pytest.mark.parametrize("mount", ["", "/rt"], ids=["app", "mounted"])
+async def test_routes_params_lifespan_and_close_codes_under_the_server(
+    asgi_server_name: str, tmp_path: Path, mount: str
+) -> None:
+    target = "asgiapp:outer" if mount else "asgiapp:app"
+    with asgi_server(asgi_server_name, tmp_path, target) as server, anyio.fail_after(GUARD):
+        base = f"ws://127.0.0.1:{server.port}{mount}"
+        async with connect(f"{base}/chat/lobby?name=ann") as ws:
+            hello = json.loads(await ws.recv())
+            assert hello == {"room": "lobby", "name": "ann", "state": "lifespan ran"}
+            await ws.send("echo me")
+            assert await ws.recv() == "echo me"
+            await ws.send("bye")
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "bye to you")
+
+        # The core's max_message_size still applies: 1009.
+        async with connect(f"{base}/chat/big") as ws:
+            await ws.recv()
+            await ws.send("x" * 2000)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+        # A handler that never accepts: refused with 403.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{base}/private"):
+                pass
+        assert refused.value.response.status_code == 403
+
+        reply = await http_get(server.port, f"{mount}/health")
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        assert reply.endswith(b"\r\n\r\nok")
+        missing = await http_get(server.port, f"{mount}/nowhere")
+        assert missing.startswith(b"HTTP/1.1 404 ")
+
+
+# hypercorn 0.18 reports a client's Close as 1006 (its disconnect event has
+# only 1000, after a close the app sent, or 1006): the code is lost there.
+CLIENT_CLOSE_SEEN = {"uvicorn": 4002, "hypercorn": 1006}
+
+
+async def test_a_client_close_reaches_the_handler_with_its_code(
+    asgi_server_name: str, tmp_path: Path
+) -> None:
+    expected = f"client closed {CLIENT_CLOSE_SEEN[asgi_server_name]}"
+    with asgi_server(asgi_server_name, tmp_path, "asgiapp:app") as server, anyio.fail_after(GUARD):
+        async with connect(f"ws://127.0.0.1:{server.port}/chat/lobby") as ws:
+            await ws.recv()
+            await ws.close(4002)
+        for _ in range(40):  # the handler's line may follow the client's close by a moment
+            if expected in server.log.read_text(errors="replace"):
+                break
+            await anyio.sleep(0.05)
+    assert expected in server.output
+    assert "Traceback" not in server.output
+
+
+def test_the_app_is_an_asgi3_callable() -> None:
+    import inspect
+
+    sys.modules.pop("asgiapp", None)
+    from fastrapi import FastrAPI
+
+    assert inspect.iscoroutinefunction(FastrAPI.__call__)
+    assert list(inspect.signature(FastrAPI.__call__).parameters) == ["self", "scope", "receive", "send"]
