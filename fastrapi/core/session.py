@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from fastrapi.core.codes import CloseCode, is_sendable
@@ -32,6 +33,11 @@ from fastrapi.core.transport import Response, Transport
 from fastrapi.core.websocket import FORBIDDEN, WebSocket
 
 logger = logging.getLogger("fastrapi.websocket")
+
+# Where a handler's exception also goes, besides the log: set by
+# `fastrapi.testing` around the sessions it runs, so that the test that
+# drove the handler sees its error. The session task inherits it.
+handler_errors: ContextVar[list[BaseException] | None] = ContextVar("handler_errors", default=None)
 access_logger = logging.getLogger("fastrapi.access")
 
 NOT_FOUND = Response.text(404, "Not Found")
@@ -115,8 +121,11 @@ async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:
         if not is_sendable(error.code):
             logger.error("WebSocketException code %d may not be sent; closing with 1011", error.code)
             failure = (CloseCode.INTERNAL_ERROR, "")
-    except Exception:
+    except Exception as error:
         logger.exception("handler for %s raised", ws.request.path)
+        sink = handler_errors.get()
+        if sink is not None:  # a test client re-raises it in the test
+            sink.append(error)
         failure = (CloseCode.INTERNAL_ERROR, "")
         if ws.client_state is WebSocketState.CONNECTING:
             await ws._reject(SERVER_ERROR)
