@@ -192,7 +192,7 @@ async def test_the_async_client_offers_the_same_calls() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.one_of(st.text(max_size=90), st.binary(max_size=100)))
+@given(st.one_of(st.text(max_size=25), st.binary(max_size=100)))  # 25 characters: at most 100 bytes
 def test_any_message_round_trips(message: str | bytes) -> None:
     with TestClient(app) as client, client.websocket_connect("/chat/lobby") as ws:
         ws.receive_json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from ssl import SSLContext
@@ -14,6 +14,7 @@ from fastrapi.core import server as _server
 from fastrapi.core.handshake import check_size
 from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
+from fastrapi.core.responses import as_response
 from fastrapi.core.routing import Route, Router
 from fastrapi.core.session import run_session
 from fastrapi.core.settings import Settings
@@ -49,7 +50,7 @@ class FastrAPI:
         self._lifespan = lifespan
         self.state = State()
         self.websocket_router = Router()
-        self.http_router = Router()
+        self.http_routers: dict[str, Router] = {}  # method -> its routes
         self._live = _server.LiveConnections()
 
     @property
@@ -75,18 +76,41 @@ class FastrAPI:
 
         return register
 
-    def get(self, path: str) -> Callable[[Handler], Handler]:
-        """Register an async handler for HTTP GET requests to ``path``.
+    def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[Handler], Handler]:
+        """Register an async handler for HTTP requests to ``path`` with any of ``methods``.
 
         It takes the path's parameters (and a `Request` if it annotates one)
-        and returns a `Response`, a str (sent as text/plain) or bytes.
+        and returns a `Response`, a str (text/plain), bytes, or a dict or
+        list (JSON). GET routes answer HEAD too; another method on the path
+        gets 405 with an ``Allow`` header.
+
+        Raises:
+            RouteError: as for `websocket`, per method.
         """
 
         def register(endpoint: Handler) -> Handler:
-            self.http_router.add(Route(path, endpoint, Request, connection_required=False))
+            for method in methods:
+                router = self.http_routers.setdefault(method.upper(), Router())
+                router.add(Route(path, endpoint, Request, connection_required=False))
             return endpoint
 
         return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        """`route` for GET (and HEAD)."""
+        return self.route(path, ["GET"])
+
+    def post(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ["POST"])
+
+    def put(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"])
+
+    def patch(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"])
+
+    def delete(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"])
 
     # -- serving ------------------------------------------------------------
 
@@ -172,24 +196,27 @@ class FastrAPI:
         too_big = check_size(request, self._settings)
         if too_big is not None:
             return too_big
-        found = self.http_router.match(request.raw_path)
+        method = "GET" if request.method == "HEAD" else request.method
+        router = self.http_routers.get(method)
+        found = router.match(request.raw_path) if router is not None else None
         if found is None:
+            allowed = [name for name, other in self.http_routers.items() if other.match(request.raw_path)]
+            if allowed:
+                allow = ", ".join(sorted({*allowed, "HEAD"} if "GET" in allowed else set(allowed)))
+                return Response.text(405, "Method Not Allowed", [("allow", allow)])
             if self.websocket_router.match(request.raw_path) is not None:
                 return UPGRADE_REQUIRED
             return Response.text(404, "Not Found")
-        if request.method not in ("GET", "HEAD"):
-            return Response.text(405, "Method Not Allowed", [("allow", "GET, HEAD")])
         route, params = found
         try:
             result = await route.call(request, params)
         except Exception:
             logger.exception("HTTP handler for %s raised", request.path)
             return Response.text(500, "Internal Server Error")
-        if isinstance(result, Response):
-            return result
-        if isinstance(result, str):
-            return Response.text(200, result)
-        if isinstance(result, bytes):
-            return Response(200, [("content-type", "application/octet-stream")], result)
-        logger.error("HTTP handler for %s returned %r, not a Response, str or bytes", request.path, result)
+        response = as_response(result)
+        if response is not None:
+            return response
+        logger.error(
+            "HTTP handler for %s returned %r, not a Response, str, bytes, dict or list", request.path, result
+        )
         return Response.text(500, "Internal Server Error")
