@@ -90,11 +90,17 @@ class MemoryTransport:
             sender waits (the socket buffers of a real connection).
         echo_close: answer the core's Close at once, as a well-behaved peer
             does; False leaves the closing handshake to the test.
+        answer_pings: answer the core's Pings at once (they never reach the
+            test), as a client library does whether or not anyone reads;
+            False queues them for the test to see and answer.
     """
 
-    def __init__(self, request: Request, *, buffer: int = 16, echo_close: bool = True) -> None:
+    def __init__(
+        self, request: Request, *, buffer: int = 16, echo_close: bool = True, answer_pings: bool = False
+    ) -> None:
         self.request = request
         self.echo_close = echo_close
+        self.answer_pings = answer_pings
         self.from_server = Pipe(buffer)
         self.buffer = buffer
         self.answered = anyio.Event()
@@ -155,6 +161,11 @@ class MemoryTransport:
         await self._put(TextMessage(data, final) if isinstance(data, str) else BytesMessage(data, final))
 
     def send_ping(self, data: bytes) -> None:
+        receiver = self.receiver
+        if self.answer_pings and receiver is not None and not self.aborted:
+            # Later, as a peer's answer arrives: never from inside the core's call.
+            running_loop().call_soon(receiver.pong_received, data)
+            return
         self._put_nowait(Ping(data))
 
     def send_pong(self, data: bytes) -> None:
@@ -275,15 +286,20 @@ def make_request(
     subprotocols: Sequence[str] = (),
     client: Address | None = TEST_CLIENT,
 ) -> Request:
-    """A WebSocket upgrade request for ``target``."""
-    items = [
+    """A WebSocket upgrade request for ``target``.
+
+    A header in ``headers`` replaces the default of the same name, so a test
+    can send a handshake the core must refuse (``sec-websocket-version: 8``).
+    """
+    given = {name.lower() for name, _ in headers}
+    defaults = [
         ("host", "testserver"),
         ("upgrade", "websocket"),
         ("connection", "upgrade"),
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("sec-websocket-version", "13"),
-        *headers,
     ]
+    items = [*(item for item in defaults if item[0] not in given), *headers]
     if subprotocols:
         items.append(("sec-websocket-protocol", ", ".join(subprotocols)))
     return Request("GET", target, Headers(items), client)
