@@ -1,5 +1,6 @@
 """The test client is held to what the backends do: the core-level behaviours of
-`test_wire.py` and `test_typed_messages.py`, on their apps, through `fastrapi.testing`.
+`test_wire.py`, `test_typed_messages.py` and `test_http_routes.py`, on their
+apps, through `fastrapi.testing`.
 
 The backends are tested over real sockets; here the same apps run in-process
 over the memory transport, and a test written with `TestClient` must see what
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conformance.test_http_routes import routes_app
 from conformance.test_typed_messages import typed_echo
 from conformance.test_wire import PAYLOADS, Record, make_app, message_strategy
 from fastrapi import WebSocketDisconnect
@@ -56,6 +58,17 @@ def test_other_methods_get_http_answers_too(method: str) -> None:
         assert answer.status_code == 426
         assert (answer.content == b"") == (method == "HEAD")
         assert client.request(method, "/nowhere").status_code == 404
+
+
+def test_a_method_route_answers_json_and_another_method_405() -> None:
+    with TestClient(routes_app()) as client:
+        deleted = client.delete("/things/lamp")
+        wrong = client.put("/things/lamp", content=b"")
+    assert deleted.status_code == 200
+    assert deleted.content == b'{"method":"DELETE","name":"lamp"}'
+    assert deleted.headers["content-type"] == "application/json"
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "DELETE, GET, HEAD"
 
 
 @pytest.mark.parametrize(

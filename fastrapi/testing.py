@@ -125,6 +125,7 @@ class AsyncTestWebSocket:
         self._path = path
         self._timeout = timeout
         self._closed: Closed | None = None  # how the connection ended, once this end knows
+        self._parts: list[Message] = []  # the fragments of a message still arriving
         self.accepted_subprotocol = accepted.subprotocol
         self.extra_headers = Headers(accepted.headers)
 
@@ -234,29 +235,34 @@ class AsyncTestWebSocket:
         return event
 
     async def _next_event(self) -> Message | Closed:
-        """The next message, its fragments joined (``send_fragments``), or the Close."""
-        event = await self._next_frame()
-        if isinstance(event, Closed) or event.final:
-            return event
-        parts = [event]
-        while not parts[-1].final:  # bounded by the caller's deadline and the server's end
-            part = await self._next_frame()
-            if isinstance(part, Closed):  # a message abandoned midway: only its Close counts
-                return part
-            parts.append(part)
+        """The next message, its fragments joined (``send_fragments``), or the Close.
+
+        Fragments read before a deadline cut the wait stay in ``_parts``: the
+        next call goes on with the same message.
+        """
+        parts = self._parts
+        while True:  # bounded by the caller's deadline and the server's end
+            frame = await self._next_frame()
+            if isinstance(frame, Closed):
+                parts.clear()  # a message abandoned midway: only its Close counts
+                return frame
+            if frame.final and not parts:
+                return frame
+            parts.append(frame)
+            if frame.final:
+                break
         # Every fragment of a message has the first one's type (RFC 6455 section 5.4).
-        if isinstance(event, TextMessage):
+        first, self._parts = parts[0], []
+        if isinstance(first, TextMessage):
             return TextMessage("".join(cast(str, part.data) for part in parts))
         return BytesMessage(b"".join(cast(bytes, part.data) for part in parts))
 
     async def _next_frame(self) -> Message | Closed:
-        # The transport answers the core's pings itself; a Pong only ever
-        # answers a ping, which this client does not send. Skip either; the
-        # caller's deadline bounds the loop.
-        while True:
-            event = await self._client.receive()
-            if not isinstance(event, Ping | Pong):
-                return event
+        event = await self._client.receive()
+        # The transport answers the core's pings itself, and a Pong only
+        # answers a ping, which this client never sends.
+        assert not isinstance(event, Ping | Pong)
+        return event
 
     # -- closing ------------------------------------------------------------
 
@@ -656,8 +662,8 @@ class TestClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         stack, self._stack, self._portal = self._stack, None, None
-        if stack is not None:
-            stack.__exit__(exc_type, exc, tb)
+        assert stack is not None  # set by __enter__, which ran
+        stack.__exit__(exc_type, exc, tb)
 
     @contextmanager
     def websocket_connect(

@@ -116,9 +116,32 @@ def make_app(**settings_: Any) -> tuple[FastrAPI, Seen]:
         await ws.send_text("pong came back")
         await ws.receive_text()
 
+    @app.websocket("/fragments")
+    async def fragments(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_fragments([b"\x01", b"", b"\x02" * 3])
+        await ws.send_fragments(["frag", "ments"])
+        await ws.receive_text()
+
+    @app.websocket("/slow-fragments")
+    async def slow_fragments(ws: WebSocket) -> None:
+        async def halves() -> AsyncIterator[str]:
+            yield "first half, "
+            await ws.receive_text()  # the rest waits for the client's word
+            yield "second half"
+
+        await ws.accept()
+        await ws.send_fragments(halves())
+        await ws.receive_text()
+
     @app.get("/health")
     async def health() -> str:
         return "ok"
+
+    @app.get("/slow")
+    async def slow() -> str:
+        await anyio.sleep(3600)
+        return "late"
 
     @app.get("/status")
     async def status() -> Response:
@@ -127,6 +150,10 @@ def make_app(**settings_: Any) -> tuple[FastrAPI, Seen]:
     @app.get("/content-type")
     async def content_type(request: Request) -> str:
         return f"{request.headers.get('content-type')} {request.headers.get('content-length')}"
+
+    @app.post("/orders/{order:int}")
+    async def orders(request: Request, order: int) -> dict[str, Any]:
+        return {"order": order, "method": request.method, "type": request.headers.get("content-type")}
 
     return app, seen
 
@@ -158,8 +185,32 @@ def test_a_message_of_the_other_type_is_a_message_type_error() -> None:
         with pytest.raises(MessageTypeError) as wrong:
             ws.receive_text()
         assert wrong.value.message.data == b"raw"
+        ws.send_text("text")
+        with pytest.raises(MessageTypeError) as wrong:
+            ws.receive_bytes()
+        assert wrong.value.message.data == "text"
         with pytest.raises(TypeError, match="use send_bytes"):
             ws.send_text(b"raw")  # type: ignore[arg-type]  # the mistake under test
+        with pytest.raises(TypeError, match="use send_text"):
+            ws.send_bytes("raw")  # type: ignore[arg-type]  # the mistake under test
+        with pytest.raises(ValueError, match="mode"):
+            ws.send_json({}, mode="xml")  # type: ignore[arg-type]  # the mistake under test
+
+
+def test_fragments_from_the_server_arrive_as_one_message() -> None:
+    app, _ = make_app()
+    with TestClient(app) as client, client.websocket_connect("/fragments") as ws:
+        assert ws.receive_bytes() == b"\x01\x02\x02\x02"
+        assert ws.receive_text() == "fragments"
+
+
+def test_a_receive_that_times_out_midway_through_a_message_keeps_its_first_fragments() -> None:
+    app, _ = make_app()
+    with TestClient(app) as client, client.websocket_connect("/slow-fragments") as ws:
+        with pytest.raises(TimeoutError):
+            ws.receive_text(timeout=SHORT)  # the first half came, then nothing
+        ws.send_text("go on")
+        assert ws.receive_text() == "first half, second half"
 
 
 def test_the_subprotocol_and_the_101s_headers_come_back() -> None:
@@ -250,8 +301,23 @@ def test_a_server_close_is_a_disconnect_on_the_next_receive_and_after() -> None:
         assert (closed.value.code, closed.value.reason) == (4000, "asked to quit")
         assert (ws.close_code, ws.close_reason) == (4000, "asked to quit")
         with pytest.raises(WebSocketDisconnect) as again:
-            ws.send_text("anyone?")
+            ws.receive_text()
         assert again.value.code == 4000
+        with pytest.raises(WebSocketDisconnect) as sending:
+            ws.send_text("anyone?")
+        assert sending.value.code == 4000
+
+
+def test_a_send_after_the_server_closed_is_a_disconnect_before_the_close_is_read() -> None:
+    app, _ = make_app()
+    with TestClient(app) as client, client.websocket_connect("/policy") as ws:
+        with pytest.raises(WebSocketDisconnect) as sending:
+            for _ in range(100):  # until the session's end reaches the client
+                ws.send_text("too late")
+        assert (sending.value.code, sending.value.reason) == (4003, "not allowed")
+        with pytest.raises(WebSocketDisconnect) as closed:  # the Close is still there to read
+            ws.receive_text()
+        assert closed.value.code == 4003
 
 
 def test_the_clients_close_code_and_reason_reach_the_handler() -> None:
@@ -359,6 +425,9 @@ def test_sending_to_a_handler_that_never_reads_times_out() -> None:
         with pytest.raises(TimeoutError, match="the app is not reading"):
             for _ in range(100):  # the inbox, then the connection's buffer fill up
                 ws.send_text("unread")
+        with pytest.raises(TimeoutError, match=r"close\(\) to /silent: no Close came back"):
+            ws.close()
+        assert ws.close_code == 1006
 
 
 def test_the_handshake_dropped_at_open_timeout_is_a_disconnect() -> None:
@@ -394,7 +463,8 @@ def test_http_errors_404_405_and_426() -> None:
     app, _ = make_app()
     with TestClient(app) as client:
         assert client.get("/nowhere").status_code == 404
-        for refused in (client.post("/health"), client.put("/health"), client.delete("/health")):
+        refusals = [client.post("/health"), client.put("/health"), client.delete("/health")]
+        for refused in [*refusals, client.options("/health")]:
             assert refused.status_code == 405
             assert refused.headers["allow"] == "GET, HEAD"
         upgrade = client.get("/chat/lobby")
@@ -402,11 +472,29 @@ def test_http_errors_404_405_and_426() -> None:
         assert upgrade.headers["upgrade"] == "websocket"
 
 
+def test_each_method_reaches_its_route() -> None:
+    app, _ = make_app()
+    with TestClient(app) as client:
+        created = client.post("/orders/7", json={"n": 1})
+        assert created.json() == {"order": 7, "method": "POST", "type": "application/json"}
+        assert created.headers["content-type"] == "application/json"
+        wrong = client.patch("/orders/7", content=b"{}")
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+
+
 def test_a_body_sets_its_content_headers() -> None:
     app, _ = make_app()
     with TestClient(app) as client:
         assert client.request("GET", "/content-type", json={"a": 1}).text == "application/json 7"
         assert client.request("GET", "/content-type", content="hé").text == "text/plain; charset=utf-8 3"
+        assert client.request("GET", "/content-type", content=b"\x00").text == "application/octet-stream 1"
+        own = client.request(
+            "GET",
+            "/content-type",
+            headers=[("host", "api.example"), ("content-type", "application/x-ndjson")],
+            content="{}",
+        )
+        assert own.text == "application/x-ndjson 2"
         assert client.get("/content-type").text == "None None"
         with pytest.raises(ValueError, match="not both"):
             client.request("GET", "/content-type", content=b"x", json=1)
@@ -452,6 +540,40 @@ def test_a_failed_start_up_is_raised_on_enter() -> None:
     with pytest.raises(LifespanStartupError, match="the database is down"):
         with TestClient(FastrAPI(lifespan=lifespan)):
             pytest.fail("the block ran although the start-up failed")
+
+
+def test_an_http_handler_that_never_answers_times_out() -> None:
+    app, _ = make_app()
+    with TestClient(app, timeout=SHORT) as client:
+        with pytest.raises(TimeoutError, match=rf"^GET /slow got no response within {SHORT} s$"):
+            client.get("/slow")
+
+
+def test_a_start_up_or_shutdown_that_hangs_times_out_and_a_failed_shutdown_is_raised() -> None:
+    @asynccontextmanager
+    async def slow_start(app: FastrAPI) -> AsyncIterator[None]:
+        await anyio.sleep(3600)
+        yield
+
+    @asynccontextmanager
+    async def slow_stop(app: FastrAPI) -> AsyncIterator[None]:
+        yield
+        await anyio.sleep(3600)
+
+    @asynccontextmanager
+    async def failed_stop(app: FastrAPI) -> AsyncIterator[None]:
+        yield
+        raise OSError("could not flush")
+
+    with pytest.raises(TimeoutError, match="lifespan start-up did not finish"):
+        with TestClient(FastrAPI(lifespan=slow_start), timeout=SHORT):
+            pytest.fail("the block ran before the start-up finished")
+    with pytest.raises(TimeoutError, match="lifespan shutdown did not finish"):
+        with TestClient(FastrAPI(lifespan=slow_stop), timeout=SHORT):
+            pass
+    with pytest.raises(OSError, match="could not flush"):
+        with TestClient(FastrAPI(lifespan=failed_stop)):
+            pass
 
 
 def test_calls_outside_the_block_say_what_to_do() -> None:
@@ -504,6 +626,29 @@ async def test_the_async_client_denial_close_and_handler_error() -> None:
         with pytest.raises(LookupError, match="no such user"):
             async with client.websocket_connect("/broken") as ws:
                 await ws.send_text("go")
+
+
+@pytest.mark.anyio
+async def test_the_async_client_http_verbs() -> None:
+    app, _ = make_app()
+    async with AsyncTestClient(app) as client:
+        calls = [
+            client.get,
+            client.head,
+            client.options,
+            client.delete,
+            client.post,
+            client.put,
+            client.patch,
+        ]
+        answers = [await call("/health") for call in calls]
+        assert [answer.status_code for answer in answers] == [200, 200, 405, 405, 405, 405, 405]
+        assert (answers[0].content, answers[1].content) == (b"ok", b"")
+        created = await client.post("/orders/3", json=[1])
+        assert created.json() == {"order": 3, "method": "POST", "type": "application/json"}
+        assert repr(created) == "<TestResponse 200>"
+    with pytest.raises(RuntimeError, match="inside `async with AsyncTestClient"):
+        await client.get("/health")
 
 
 @pytest.mark.anyio
