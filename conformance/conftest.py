@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from fastrapi import FastrAPI
@@ -72,6 +74,25 @@ async def serving(app: FastrAPI, backend: str) -> AsyncIterator[str]:
     async with app.run_server("127.0.0.1", 0, backend=backend) as server:
         address = server.addresses[0]
         yield f"ws://{address.host}:{address.port}"
+
+
+async def http_exchange(port: int, request: str, tls: ssl.SSLContext | None = None) -> bytes:
+    """Send one raw HTTP request to 127.0.0.1:``port`` (over TLS with ``tls``)
+    and return everything the server answers until it closes."""
+    stream: anyio.abc.ByteStream
+    if tls is None:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+    else:
+        stream = await anyio.connect_tcp("127.0.0.1", port, tls=True, ssl_context=tls)
+    async with stream:
+        await stream.send(request.encode())
+        reply = b""
+        for _ in range(100):  # bounded: a short reply comes in a few reads
+            try:
+                reply += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    return reply
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conformance.conftest import ExampleServer, run_script
+from conformance.conftest import ExampleServer, http_exchange, run_script
 
 pytestmark = pytest.mark.anyio
 
@@ -88,17 +88,8 @@ def asgi_server(name: str, tmp_path: Path, target: str) -> Iterator[ExampleServe
         yield server
 
 
-async def http_get(port: int, path: str) -> bytes:
-    stream = await anyio.connect_tcp("127.0.0.1", port)
-    async with stream:
-        await stream.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        reply = b""
-        for _ in range(100):  # bounded: a short reply comes in a few reads
-            try:
-                reply += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                break
-    return reply
+def get(path: str) -> str:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
 @pytest.mark.parametrize("mount", ["", "/rt"], ids=["app", "mounted"])
@@ -133,10 +124,10 @@ async def test_routes_params_lifespan_and_close_codes_under_the_server(
                 pass
         assert refused.value.response.status_code == 403
 
-        reply = await http_get(server.port, f"{mount}/health")
+        reply = await http_exchange(server.port, get(f"{mount}/health"))
         assert reply.startswith(b"HTTP/1.1 200 ")
         assert reply.endswith(b"\r\n\r\nok")
-        missing = await http_get(server.port, f"{mount}/nowhere")
+        missing = await http_exchange(server.port, get(f"{mount}/nowhere"))
         assert missing.startswith(b"HTTP/1.1 404 ")
 
 

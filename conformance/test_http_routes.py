@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from conformance.conftest import serving
+from conformance.conftest import http_exchange, serving
 from fastrapi import FastrAPI, Request
 
 pytestmark = pytest.mark.anyio
@@ -23,25 +23,14 @@ def routes_app() -> FastrAPI:
     return app
 
 
-async def exchange(url: str, head: str) -> bytes:
-    host, port = url.removeprefix("ws://").split(":")
-    stream = await anyio.connect_tcp(host, int(port))
-    async with stream:
-        await stream.send(head.encode())
-        reply = b""
-        for _ in range(100):  # bounded: a short reply comes in a few reads
-            try:
-                reply += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                break
-    return reply
-
-
 async def test_a_method_route_answers_json_and_another_method_405(backend: str) -> None:
     with anyio.fail_after(GUARD):
         async with serving(routes_app(), backend) as url:
-            deleted = await exchange(url, "DELETE /things/lamp HTTP/1.1\r\nHost: x\r\n\r\n")
-            wrong = await exchange(url, "PUT /things/lamp HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            port = int(url.rpartition(":")[2])
+            deleted = await http_exchange(port, "DELETE /things/lamp HTTP/1.1\r\nHost: x\r\n\r\n")
+            wrong = await http_exchange(
+                port, "PUT /things/lamp HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            )
     assert deleted.startswith(b"HTTP/1.1 200 ")
     assert deleted.endswith(b'{"method":"DELETE","name":"lamp"}')
     assert b"content-type: application/json" in deleted.lower()

@@ -14,7 +14,7 @@ import pytest
 import trustme
 from websockets.asyncio.client import connect
 
-from conformance.conftest import run_script
+from conformance.conftest import http_exchange, run_script
 from fastrapi import FastrAPI, WebSocket
 
 pytestmark = pytest.mark.anyio
@@ -63,19 +63,6 @@ async def serving_tls(backend: str, context: ssl.SSLContext) -> AsyncIterator[in
         yield server.addresses[0].port
 
 
-async def https_get(port: int, path: str, context: ssl.SSLContext) -> bytes:
-    stream = await anyio.connect_tcp("127.0.0.1", port, tls=True, ssl_context=context)
-    async with stream:
-        await stream.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        reply = b""
-        for _ in range(100):  # bounded: a short reply comes in a few reads
-            try:
-                reply += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                break
-    return reply
-
-
 async def test_wss_echoes_with_the_certificate_verified(
     backend: str, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
@@ -92,7 +79,8 @@ async def test_https_serves_the_http_routes(
 ) -> None:
     with anyio.fail_after(GUARD):
         async with serving_tls(backend, server_tls) as port:
-            reply = await https_get(port, "/health", client_tls)
+            request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            reply = await http_exchange(port, request, client_tls)
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert reply.endswith(b"\r\n\r\nok")
 
