@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.request import Address, Headers, Request
-from fastrapi.core.transport import HeaderList, Receiver, Response
+from fastrapi.core.transport import BODILESS_STATUSES, HeaderList, Receiver, Response
 
 if TYPE_CHECKING:
     from fastrapi.core.app import FastrAPI
@@ -198,22 +199,28 @@ class AsgiTransport:
 
 
 async def _http(app: FastrAPI, scope: Scope, receive: Receive, send: Send) -> None:
-    limit = app.settings.max_request_size
-    size = 0
-    while True:  # the body, bounded; routes do not read it yet
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        size += len(message.get("body", b""))
-        if size > limit or not message.get("more_body", False):
-            break
     request = _request(scope, scope["method"], scope.get("scheme", "http"))
-    response = await app.handle_http(request)
+    settings = app.settings
+    response = check_announced(request, settings)  # 413 before any of the body is read
+    if response is None:
+        body = BodyBuffer(settings.max_body_size)
+        more = True
+        while more:  # ends with the body's last message; bounded by max_body_size
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            more = bool(message.get("more_body", False))
+            if not body.add(message.get("body", b"")):
+                response = too_large(settings)
+                break
+        if response is None:
+            response = await app.handle_http(replace(request, body=body.take()))
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode()))
+    if response.status not in BODILESS_STATUSES:
+        headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    body = b"" if scope["method"] == "HEAD" else response.body
-    await send({"type": "http.response.body", "body": body})
+    body_out = b"" if scope["method"] == "HEAD" else response.body
+    await send({"type": "http.response.body", "body": body_out})
 
 
 # -- lifespan ------------------------------------------------------------------

@@ -496,9 +496,9 @@ class AsyncTestClient:
     ) -> TestResponse:
         """Send an HTTP request to the app's HTTP routes (``app.handle_http``).
 
-        ``content`` or ``json`` set the content-type and content-length
-        headers; the body itself reaches handlers once `Request` carries one
-        (the routes today answer GET and HEAD, which have none). An HTTP
+        ``content`` or ``json`` is the body (``request.body`` in the handler)
+        and sets the content-type (unless given) and content-length headers;
+        one over ``max_body_size`` gets 413, as on a server. An HTTP
         handler's exception is the 500 a client sees (and the core logs it).
 
         Raises:
@@ -512,12 +512,13 @@ class AsyncTestClient:
         if "host" not in given:
             items.insert(0, ("host", "testserver"))
         body = _body(content, json)
+        payload = b""
         if body is not None:
             payload, kind = body
             if "content-type" not in given:
                 items.append(("content-type", kind))
             items.append(("content-length", str(len(payload))))
-        request = Request(method, path, Headers(items), TEST_CLIENT, scheme="http")
+        request = Request(method, path, Headers(items), TEST_CLIENT, scheme="http", body=payload)
         try:
             with anyio.fail_after(self.timeout):
                 response = await self.app.handle_http(request)

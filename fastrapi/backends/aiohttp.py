@@ -40,11 +40,12 @@ import logging
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import replace
 from ssl import SSLContext
 from typing import Any
 
 import anyio
-from aiohttp import WebSocketError, WSMsgType, hdrs, web
+from aiohttp import HttpVersion11, WebSocketError, WSMsgType, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_websocket import WS_KEY, WebSocketReader, ws_ext_gen, ws_ext_parse
 from anyio.abc import TaskStatus
@@ -52,6 +53,7 @@ from multidict import CIMultiDict, istr
 
 from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.badrequests import log_bad_request
+from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
@@ -81,6 +83,7 @@ async def _drain(protocol: RequestHandler) -> None:
 _NETWORK_ERRORS = (ConnectionError, OSError, RuntimeError)
 _SERVER_WINDOW_BITS = 12  # a 4 KiB compression window: websockets' memory-tuned choice
 _READER_SIZE_LIMIT = 2**32 - 1  # the compiled reader keeps max_msg_size in an unsigned int
+_DROPPED = Response(408)  # what aiohttp's handler returns for a request dropped unanswered
 
 
 class AiohttpServer:
@@ -196,9 +199,17 @@ class AiohttpBackend:
         try:
             core_request = _core_request(request)
             if not core_request.is_upgrade:
-                answer = _http_response(await self.app.handle_http(core_request))
+                response = check_announced(core_request, self.app.settings)  # too big: refused unread
+                if response is None:
+                    response = await self._with_body(core_request, request)
+                answer = _http_response(response or _DROPPED)
+                if response is None:
+                    return answer  # onto a closed connection: never sent
                 with contextlib.suppress(TransportClosed):  # the client left: nobody to tell
                     await _send_response(request, answer)
+                if not request.content.is_eof():
+                    # Refused unread (413): close now; aiohttp would linger, reading it.
+                    drop(request.transport, self.app.settings.close_timeout)
                 return answer
             transport = AiohttpTransport(core_request, request, self.app.settings)
             await self.app.handle_websocket(transport)
@@ -207,6 +218,29 @@ class AiohttpBackend:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
+
+    async def _with_body(self, core_request: Request, request: web.BaseRequest) -> Response | None:
+        """Read a plain request's body whole, then answer it; None if it did
+        not come within ``open_timeout`` (the whole request must, as on every
+        backend) and the connection was dropped. A body that grows past
+        ``max_body_size`` gets 413 at once."""
+        settings = self.app.settings
+        try:
+            async with asyncio.timeout(settings.open_timeout):
+                expect = request.headers.get(hdrs.EXPECT, "").lower()
+                if request.version == HttpVersion11 and expect == "100-continue":
+                    # A client that asked (curl does for big bodies) sends it once told
+                    # to go on: answered as aiohttp's own router answers it.
+                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    request.writer.output_size = 0
+                body = BodyBuffer(settings.max_body_size)
+                while chunk := await request.content.readany():  # b"" at the end of the body
+                    if not body.add(chunk):
+                        return too_large(settings)
+        except TimeoutError:
+            drop(request.transport, 0)
+            return None
+        return await self.app.handle_http(replace(core_request, body=body.take()))
 
 
 class AiohttpTransport:

@@ -17,7 +17,9 @@ are the core's `FrameCheck`. Its own keepalive pings, the ``Server``
 header and its INFO lines per connection are off; it answers pings itself,
 so the core never sees them. It parses requests with its own limits
 (8192-byte lines, 128 headers) rather than ``max_request_size``; one it
-cannot parse (garbage, or a body) gets 400.
+cannot parse (garbage, or a body) gets 400. Its parser refuses every
+request body, so plain HTTP routes get none here: a request with one gets
+400 saying so, whatever ``max_body_size`` is.
 """
 
 from __future__ import annotations
@@ -168,7 +170,15 @@ def _unparsed(error: Exception | None) -> str | None:
     (or the client just left before the request was whole)."""
     if error is None or isinstance(error.__cause__, EOFError):
         return None
-    return str(error.__cause__ or error)
+    cause = error.__cause__
+    if isinstance(cause, NotImplementedError) or str(cause) == "unsupported request body":
+        # Its parser reads handshakes only, which have no body: a plain
+        # request with one (Content-Length or chunked) cannot be read at all.
+        return NO_BODIES
+    return str(cause or error)
+
+
+NO_BODIES = "a request body, which the websockets backend cannot read (use the wsproto or aiohttp backend)"
 
 
 class _ServerLog(logging.LoggerAdapter[logging.Logger]):

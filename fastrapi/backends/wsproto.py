@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from dataclasses import replace
 from ssl import SSLContext
 
 import h11
@@ -32,6 +33,7 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
 from fastrapi.backends._sockets import drop, peer_address
+from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
@@ -149,6 +151,7 @@ class WsprotoConnection(asyncio.Protocol):
 
     __slots__ = (
         "_backend",
+        "_body",
         "_check",
         "_drain_waiters",
         "_early",
@@ -172,8 +175,9 @@ class WsprotoConnection(asyncio.Protocol):
         self._http: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=settings.max_request_size
         )
-        self._requested = False  # the request head arrived
+        self._requested = False  # the whole request arrived (head, and a plain request's body)
         self.request: Request  # set once the request head arrived
+        self._body: BodyBuffer | None = None  # a plain request's body, while it arrives
         self._early = b""  # bytes after the request head, before the 101
         self._transport: asyncio.Transport | None = None
         self._head_timer: asyncio.TimerHandle | None = None
@@ -248,6 +252,9 @@ class WsprotoConnection(asyncio.Protocol):
             self._early += data  # frames sent before the 101; fed to wsproto once accepted
             return
         http.receive_data(data)
+        if self._body is not None:
+            self._read_body(http)
+            return
         try:
             event = http.next_event()
         except h11.RemoteProtocolError as error:
@@ -259,10 +266,6 @@ class WsprotoConnection(asyncio.Protocol):
         if not isinstance(event, h11.Request):
             self.abort()  # the client closed before a whole request
             return
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        self._requested = True
         self.request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("ascii"),
@@ -271,8 +274,63 @@ class WsprotoConnection(asyncio.Protocol):
             ),
             client=peer_address(self._transport),
         )
+        if not self.request.is_upgrade:
+            self._start_body(http)
+            return
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._requested = True
         self._early, _ = http.trailing_data
         self._backend.start_session(self, self.request)
+
+    # -- a plain request's body ----------------------------------------------
+
+    def _start_body(self, http: h11.Connection) -> None:
+        """Read a plain request's body whole before its handler runs. The
+        head's timer runs on: the whole request must come within ``open_timeout``."""
+        refusal = check_announced(self.request, self._settings)
+        if refusal is not None:  # too big: refused unread
+            self.respond(refusal)
+            self.abort()
+            return
+        self._body = BodyBuffer(self._settings.max_body_size)
+        if http.they_are_waiting_for_100_continue and self._transport is not None:
+            # A client that asked (curl does for big bodies) sends it once told to go on.
+            self._transport.write(
+                http.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b""
+            )
+        self._read_body(http)
+
+    def _read_body(self, http: h11.Connection) -> None:
+        body = self._body
+        assert body is not None
+        while True:  # bounded: each event consumes bytes already received
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError as error:
+                self.respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
+                self.abort()
+                return
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Data):
+                if not body.add(event.data):
+                    self.respond(too_large(self._settings))
+                    self.abort()
+                    return
+                continue
+            if not isinstance(event, h11.EndOfMessage):
+                self.abort()  # the client closed before the whole body
+                return
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            self._body = None
+            self._requested = True
+            self.request = replace(self.request, body=body.take())
+            self._backend.start_session(self, self.request)
+            return
 
     def _head_overdue(self) -> None:
         self._head_timer = None

@@ -11,6 +11,7 @@ from ssl import SSLContext
 from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
+from fastrapi.core.body import check_body
 from fastrapi.core.handshake import check_size
 from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
@@ -79,10 +80,11 @@ class FastrAPI:
     def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[Handler], Handler]:
         """Register an async handler for HTTP requests to ``path`` with any of ``methods``.
 
-        It takes the path's parameters (and a `Request` if it annotates one)
-        and returns a `Response`, a str (text/plain), bytes, or a dict or
-        list (JSON). GET routes answer HEAD too; another method on the path
-        gets 405 with an ``Allow`` header.
+        It takes the path's parameters (and a `Request` if it annotates one:
+        ``request.body`` and ``request.json()`` give the body) and returns a
+        `Response`, a str (text/plain), bytes, or a dict or list (JSON). GET
+        routes answer HEAD too; another method on the path gets 405 with an
+        ``Allow`` header.
 
         Raises:
             RouteError: as for `websocket`, per method.
@@ -193,7 +195,7 @@ class FastrAPI:
         await asgi.handle(self, scope, receive, send)
 
     async def handle_http(self, request: Request) -> Response:
-        too_big = check_size(request, self._settings)
+        too_big = check_size(request, self._settings) or check_body(request, self._settings)
         if too_big is not None:
             return too_big
         method = "GET" if request.method == "HEAD" else request.method

@@ -1,8 +1,9 @@
 """The opening HTTP request, as a backend hands it to the core.
 
-A backend fills in the raw parts (method, target, headers, client); everything
-derived from them (path, query parameters, requested subprotocols) is parsed
-here, once, the same way for every backend.
+A backend fills in the raw parts (method, target, headers, client, and the
+body of a plain HTTP request); everything derived from them (path, query
+parameters, requested subprotocols) is parsed here, once, the same way for
+every backend.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
+
+from fastrapi.core import json
 
 # scheme "://" authority, the start of a target in absolute form (RFC 9112 section 3.2.2)
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
@@ -92,13 +95,28 @@ class QueryParams(Mapping[str, str]):
 
 @dataclass(frozen=True)
 class Request:
-    """An HTTP request as received: ``target`` is the raw request-target."""
+    """An HTTP request as received: ``target`` is the raw request-target.
+
+    ``body`` is the whole body of a plain HTTP request, read before the
+    handler runs and bounded by ``max_body_size`` (413 beyond it); an
+    upgrade request has none.
+    """
 
     method: str
     target: str
     headers: Headers
     client: Address | None = None
     scheme: str = "ws"
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body parsed as JSON (orjson).
+
+        Raises:
+            InvalidJSON: the body is not JSON (a ValueError; uncaught, the
+                client gets 500 as for any handler error: catch it to answer 400).
+        """
+        return json.loads(self.body)
 
     @cached_property
     def origin_target(self) -> str:

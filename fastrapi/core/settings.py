@@ -35,6 +35,9 @@ class Settings:
         max_line_size: longest request line or header line, in bytes; a
             longer request line gets HTTP 414, a longer header line 431.
         max_headers: most header lines in a request; more get HTTP 431.
+        max_body_size: largest body of a plain HTTP request, in bytes. One
+            announced bigger by Content-Length gets HTTP 413 before any of it
+            is read; a chunked one gets 413 as soon as it grows past this.
         open_timeout: seconds for the opening handshake: the client's whole
             request must arrive, and the handler must accept or refuse it,
             within this time; otherwise the connection is dropped (a
@@ -72,6 +75,7 @@ class Settings:
     max_request_size: int = 16 * 1024
     max_line_size: int = 8192
     max_headers: int = 128
+    max_body_size: int = 1 * MiB
     open_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -93,6 +97,7 @@ class Settings:
             "max_request_size",
             "max_line_size",
             "max_headers",
+            "max_body_size",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

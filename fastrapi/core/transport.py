@@ -46,6 +46,9 @@ BACKENDS: dict[str, str] = {
 DEFAULT_BACKEND = "aiohttp"
 
 HeaderList = Sequence[tuple[str, str]]
+# Responses that never have content: no Content-Length either (RFC 9110
+# sections 8.6 and 15.4.5; a 304's would have to be the 200's length).
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,11 @@ class Response:
         """The headers as sent: ours plus the framing every backend uses.
 
         One request per connection on every backend: the length is always
-        given, and the server closes the connection after the response.
+        given (but for a 204 or 304, which have no content), and the server
+        closes the connection after the response.
         """
+        if self.status in BODILESS_STATUSES:
+            return [*self.headers, ("connection", "close")]
         return [*self.headers, ("content-length", str(len(self.body))), ("connection", "close")]
 
 
