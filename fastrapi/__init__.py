@@ -16,7 +16,7 @@ from fastrapi.core.exceptions import (
 )
 from fastrapi.core.lifespan import LifespanStartupError, State
 from fastrapi.core.request import Headers, QueryParams, Request
-from fastrapi.core.responses import HTMLResponse, JSONResponse
+from fastrapi.core.responses import FileResponse, HTMLResponse, JSONResponse
 from fastrapi.core.routing import RouteError
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
@@ -29,6 +29,7 @@ __all__ = [
     "CloseCode",
     "ConcurrentReceiveError",
     "FastrAPI",
+    "FileResponse",
     "HTMLResponse",
     "Headers",
     "InvalidJSON",

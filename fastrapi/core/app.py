@@ -16,9 +16,10 @@ from fastrapi.core.handshake import check_size
 from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
 from fastrapi.core.responses import as_response
-from fastrapi.core.routing import Route, Router
+from fastrapi.core.routing import Route, RouteError, Router
 from fastrapi.core.session import run_session
 from fastrapi.core.settings import Settings
+from fastrapi.core.static import StaticFiles
 from fastrapi.core.tls import server_context
 from fastrapi.core.transport import DEFAULT_BACKEND, Response, Server, Transport
 from fastrapi.core.websocket import WebSocket
@@ -113,6 +114,25 @@ class FastrAPI:
 
     def delete(self, path: str) -> Callable[[Handler], Handler]:
         return self.route(path, ["DELETE"])
+
+    def static(self, path: str, directory: str | os.PathLike[str]) -> None:
+        """Serve the files below ``directory`` at ``path``, for GET and HEAD.
+
+        ``app.static("/static", "public")`` answers ``/static/css/site.css``
+        with ``public/css/site.css``: its content-type, ETag and Last-Modified,
+        and 304 to ``If-None-Match``/``If-Modified-Since`` when the client's
+        copy is current. Missing files, directories and anything outside
+        ``directory`` (``..``, absolute paths, symlinks that lead out) get 404.
+        Each file is read whole (see `FileResponse`).
+
+        Raises:
+            NotADirectoryError: ``directory`` is not a directory.
+            RouteError: ``path`` does not start with "/" or holds a ``{parameter}``.
+        """
+        if not isinstance(path, str) or not path.startswith("/") or "{" in path or "}" in path:
+            raise RouteError(f'app.static() takes a plain path like "/static", not {path!r}')
+        files = StaticFiles(directory)
+        self.route(path.rstrip("/") + "/{file_path:path}", ["GET"])(files.serve)
 
     # -- serving ------------------------------------------------------------
 
