@@ -1,4 +1,4 @@
-"""fastrapi as an ASGI app under real uvicorn and hypercorn processes, over loopback."""
+"""fastrapi as an ASGI app under real uvicorn, hypercorn and granian processes, over loopback."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect
+from fastrapi import FastrAPI, Request, WebSocket, WebSocketDisconnect
 
 
 @asynccontextmanager
@@ -33,7 +33,7 @@ async def lifespan(app):
     yield {"started": "lifespan ran"}
 
 
-app = FastrAPI(lifespan=lifespan, max_message_size=1024)
+app = FastrAPI(lifespan=lifespan, max_message_size=1024, max_body_size=64)
 
 
 @app.websocket("/chat/{room}")
@@ -55,9 +55,19 @@ async def private(ws: WebSocket) -> None:
     return  # never accepted: refused
 
 
+@app.websocket("/login")
+async def login(ws: WebSocket) -> None:
+    await ws.deny(401, {"www-authenticate": "Bearer"}, b"who are you?")
+
+
 @app.get("/health")
 async def health() -> str:
     return "ok"
+
+
+@app.post("/echo")
+async def echo(request: Request) -> bytes:
+    return request.body
 
 
 # Starlette runs no lifespan of a mounted app: the outer one runs ours.
@@ -65,6 +75,14 @@ outer = Starlette(routes=[Mount("/rt", app=app)], lifespan=lambda outer: app.lif
 """
 
 SERVERS = {
+    # `granian --interface asgi module:app`, its command line; workers are spawned processes.
+    "granian": (
+        "import sys\nfrom granian.cli import entrypoint\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv = ['granian', '--interface', 'asgi', '--host', '127.0.0.1',\n"
+        "                '--port', '{port}', {target!r}]\n"
+        "    entrypoint()\n"
+    ),
     "uvicorn": "import uvicorn\nuvicorn.run({target!r}, host='127.0.0.1', port={port}, log_level='info')\n",
     # hypercorn's own command line; its worker is a spawned process, hence the guard.
     "hypercorn": (
@@ -90,6 +108,13 @@ def asgi_server(name: str, tmp_path: Path, target: str) -> Iterator[ExampleServe
 
 def get(path: str) -> str:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def post(path: str, body: bytes) -> str:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head + body.decode()
 
 
 @pytest.mark.parametrize("mount", ["", "/rt"], ids=["app", "mounted"])
@@ -130,10 +155,31 @@ async def test_routes_params_lifespan_and_close_codes_under_the_server(
         missing = await http_exchange(server.port, get(f"{mount}/nowhere"))
         assert missing.startswith(b"HTTP/1.1 404 ")
 
+        # A body reaches the handler; one over max_body_size gets 413.
+        echoed = await http_exchange(server.port, post(f"{mount}/echo", b"a body"))
+        assert echoed.startswith(b"HTTP/1.1 200 "), echoed
+        assert echoed.endswith(b"\r\n\r\na body")
+        too_big = await http_exchange(server.port, post(f"{mount}/echo", b"x" * 65))
+        assert too_big.startswith(b"HTTP/1.1 413 "), too_big
+
+
+async def test_deny_reaches_the_client_with_its_status_headers_and_body(
+    asgi_server_name: str, tmp_path: Path
+) -> None:
+    # Each of these servers offers the websocket.http.response extension.
+    with asgi_server(asgi_server_name, tmp_path, "asgiapp:app") as server, anyio.fail_after(GUARD):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://127.0.0.1:{server.port}/login"):
+                pass
+    response = refused.value.response
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.body == b"who are you?"
+
 
 # hypercorn 0.18 reports a client's Close as 1006 (its disconnect event has
 # only 1000, after a close the app sent, or 1006): the code is lost there.
-CLIENT_CLOSE_SEEN = {"uvicorn": 4002, "hypercorn": 1006}
+CLIENT_CLOSE_SEEN = {"uvicorn": 4002, "hypercorn": 1006, "granian": 4002}
 
 
 async def test_a_client_close_reaches_the_handler_with_its_code(
