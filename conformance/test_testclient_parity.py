@@ -1,6 +1,6 @@
 """The test client is held to what the backends do: the core-level behaviours of
-`test_wire.py`, `test_typed_messages.py` and `test_http_routes.py`, on their
-apps, through `fastrapi.testing`.
+`test_wire.py`, `test_typed_messages.py`, `test_http_routes.py` and
+`test_http_bodies.py`, on their apps, through `fastrapi.testing`.
 
 The backends are tested over real sockets; here the same apps run in-process
 over the memory transport, and a test written with `TestClient` must see what
@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conformance.test_http_bodies import LIMIT, body_app
 from conformance.test_http_routes import routes_app
 from conformance.test_typed_messages import typed_echo
 from conformance.test_wire import PAYLOADS, Record, make_app, message_strategy
@@ -69,6 +70,29 @@ def test_a_method_route_answers_json_and_another_method_405() -> None:
     assert deleted.headers["content-type"] == "application/json"
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "DELETE, GET, HEAD"
+
+
+@pytest.mark.parametrize("size", [11, LIMIT], ids=["small", "at-the-limit"])
+def test_a_body_reaches_the_handler_whole(size: int) -> None:
+    handled: list[bytes] = []
+    body = bytes(ord("a") + index % 26 for index in range(size))
+    with TestClient(body_app(handled)) as client:
+        echoed = client.post("/echo", content=body)
+    assert (echoed.status_code, echoed.content) == (200, body)
+    assert handled == [body]
+
+
+def test_a_json_body_is_parsed_by_request_json() -> None:
+    with TestClient(body_app([])) as client:
+        assert client.put("/json", json={"n": [1, 2]}).content == b'{"got":{"n":[1,2]}}'
+
+
+def test_a_body_over_max_body_size_gets_413() -> None:
+    handled: list[bytes] = []
+    with TestClient(body_app(handled)) as client:
+        assert client.post("/echo", content=b"x" * (LIMIT + 1)).status_code == 413
+        assert client.post("/echo", headers={"content-length": str(LIMIT + 1)}).status_code == 413
+    assert handled == []
 
 
 @pytest.mark.parametrize(
