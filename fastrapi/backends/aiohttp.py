@@ -57,9 +57,10 @@ from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
-from fastrapi.core.loop import Timer, running_loop
+from fastrapi.core.loop import running_loop
 from fastrapi.core.request import Address, Headers, Request
 from fastrapi.core.settings import Settings
+from fastrapi.core.timers import deadlines
 from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
 # -- the one place this module touches aiohttp's private parts ----------------
@@ -107,49 +108,22 @@ class _WebServer(web.Server):
     for its request head by ``open_timeout``: aiohttp itself has no such
     timeout, so a slowloris client would hold a connection for ever.
 
-    One timer serves every connection: the connections waiting for a head
-    are kept in arrival order, which is also the order of their deadlines.
     """
 
     def __init__(self, open_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.open_timeout = open_timeout
-        self.waiting: dict[RequestHandler, float] = {}  # connection -> deadline for its head
-        self._timer: Timer | None = None
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        loop = running_loop()
-        self.waiting[handler] = deadline = loop.time() + self.open_timeout
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._expire)
+        deadlines(self.open_timeout).set(handler, transport.abort)  # a slowloris client holds nothing
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)
-        self.waiting.pop(handler, None)
+        deadlines(self.open_timeout).clear(handler)
 
     def head_arrived(self, handler: RequestHandler) -> None:
-        self.waiting.pop(handler, None)
-
-    def _expire(self) -> None:
-        self._timer = None
-        waiting = self.waiting
-        now = running_loop().time()
-        overdue = []
-        for handler, deadline in waiting.items():
-            if deadline > now:
-                self._timer = running_loop().call_at(deadline, self._expire)
-                break
-            overdue.append(handler)
-        for handler in overdue:
-            del waiting[handler]
-            if handler.transport is not None:
-                handler.transport.abort()  # a slowloris client holds nothing
-
-    def stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        deadlines(self.open_timeout).clear(handler)
 
 
 class AiohttpBackend:
@@ -185,7 +159,6 @@ class AiohttpBackend:
         finally:
             with anyio.CancelScope(shield=True):
                 listener.close()
-                web_server.stop_timer()
                 for handler in web_server.connections:  # those still waiting for a request
                     drop(handler.transport, settings.close_timeout)
                 await web_server.shutdown(settings.close_timeout)

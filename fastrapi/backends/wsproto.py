@@ -38,6 +38,7 @@ from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.timers import Deadlines, deadlines
 from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
 SERVER_WINDOW_BITS = 12  # a 4 KiB window: websockets' memory-tuned choice
@@ -180,7 +181,7 @@ class WsprotoConnection(asyncio.Protocol):
         self._body: BodyBuffer | None = None  # a plain request's body, while it arrives
         self._early = b""  # bytes after the request head, before the 101
         self._transport: asyncio.Transport | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_timer: Deadlines | None = None  # open_timeout's, until the request is whole
         self._ws: Connection | None = None
         self._check: FrameCheck | None = None
         self._receiver: Receiver | None = None
@@ -196,9 +197,8 @@ class WsprotoConnection(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=self._settings.write_limit)
         self._backend.connections.add(self)
-        self._head_timer = asyncio.get_running_loop().call_later(
-            self._settings.open_timeout, self._head_overdue
-        )
+        self._head_timer = deadlines(self._settings.open_timeout)
+        self._head_timer.set(self, self._head_overdue)
 
     def data_received(self, data: bytes) -> None:
         ws = self._ws
@@ -226,7 +226,7 @@ class WsprotoConnection(asyncio.Protocol):
         self._lost = True
         self._backend.connections.discard(self)
         if self._head_timer is not None:
-            self._head_timer.cancel()
+            self._head_timer.clear(self)
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_exception(TransportClosed("the connection is gone"))
@@ -278,7 +278,7 @@ class WsprotoConnection(asyncio.Protocol):
             self._start_body(http)
             return
         if self._head_timer is not None:
-            self._head_timer.cancel()
+            self._head_timer.clear(self)
             self._head_timer = None
         self._requested = True
         self._early, _ = http.trailing_data
@@ -324,7 +324,7 @@ class WsprotoConnection(asyncio.Protocol):
                 self.abort()  # the client closed before the whole body
                 return
             if self._head_timer is not None:
-                self._head_timer.cancel()
+                self._head_timer.clear(self)
                 self._head_timer = None
             self._body = None
             self._requested = True

@@ -29,6 +29,7 @@ from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, We
 from fastrapi.core.loop import Timer, Waiter, running_loop
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import ConnectionState, Transition, WebSocketState
+from fastrapi.core.timers import Deadlines, deadlines
 from fastrapi.core.transport import Transport
 
 _CONNECTED = WebSocketState.CONNECTED
@@ -141,7 +142,9 @@ class Channel:
         self._size_check_above = settings.max_message_size // 4
         self._assembler: Assembler | None = None  # a fragmented message is arriving
         self._pongs: dict[bytes, Waiter | None] = {}  # sent pings; None for keepalive's
-        self._keepalive: Timer | None = None
+        # Keepalive waits on the server's shared deadlines: the next ping
+        # (ping_interval) and, once it is out, its pong (ping_timeout).
+        self._keepalive: Deadlines | None = None  # the one this channel waits on now
         self._keepalive_payload: bytes | None = None
         self._idle: Timer | None = None
         self._track_idle = settings.idle_timeout is not None  # else no clock per message
@@ -159,7 +162,7 @@ class Channel:
         """The 101 is out: start the keepalive and idle timers."""
         settings = self._settings
         if settings.ping_interval is not None:
-            self._keepalive = self._loop.call_later(settings.ping_interval, self._ping_due)
+            self._wait_keepalive(settings.ping_interval, self._ping_due)
         if settings.idle_timeout is not None:
             self._last_activity = self._loop.time()
             self._idle = self._loop.call_later(settings.idle_timeout, self._idle_check)
@@ -424,6 +427,12 @@ class Channel:
 
     # -- timers: keepalive and idle --------------------------------------------
 
+    def _wait_keepalive(self, delay: float, then: Callable[[], None]) -> None:
+        if self._keepalive is not None:
+            self._keepalive.clear(self)
+        self._keepalive = deadlines(delay)
+        self._keepalive.set(self, then)
+
     def _ping_due(self) -> None:
         self._keepalive = None
         if self._state.state is not _CONNECTED:
@@ -433,16 +442,16 @@ class Channel:
         if len(self.inbox) >= self._high:
             # The handler is behind and the peer plainly alive; its pong
             # would wait unread behind its messages anyway.
-            self._keepalive = self._loop.call_later(settings.ping_interval, self._ping_due)
+            self._wait_keepalive(settings.ping_interval, self._ping_due)
             return
         payload = os.urandom(4)
         self._pongs[payload] = None
         self._keepalive_payload = payload
         self.transport.send_ping(payload)
         if settings.ping_timeout is None:
-            self._keepalive = self._loop.call_later(settings.ping_interval, self._ping_due)
+            self._wait_keepalive(settings.ping_interval, self._ping_due)
         else:
-            self._keepalive = self._loop.call_later(settings.ping_timeout, self._pong_overdue)
+            self._wait_keepalive(settings.ping_timeout, self._pong_overdue)
 
     def _pong_overdue(self) -> None:
         self._keepalive = None
@@ -450,17 +459,18 @@ class Channel:
             return
         if len(self.inbox) >= self._high:  # its pong waits unread behind its messages
             assert self._settings.ping_timeout is not None
-            self._keepalive = self._loop.call_later(self._settings.ping_timeout, self._pong_overdue)
+            self._wait_keepalive(self._settings.ping_timeout, self._pong_overdue)
             return
         self.start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _keepalive_answered(self) -> None:
         self._keepalive_payload = None
-        if self._keepalive is not None:
-            self._keepalive.cancel()
         interval = self._settings.ping_interval
         if interval is not None and self._state.state is _CONNECTED:
-            self._keepalive = self._loop.call_later(interval, self._ping_due)
+            self._wait_keepalive(interval, self._ping_due)
+        elif self._keepalive is not None:
+            self._keepalive.clear(self)
+            self._keepalive = None
 
     def _idle_check(self) -> None:
         self._idle = None
@@ -544,7 +554,7 @@ class Channel:
 
     def _cancel_timers(self) -> None:
         if self._keepalive is not None:
-            self._keepalive.cancel()
+            self._keepalive.clear(self)
             self._keepalive = None
         if self._idle is not None:
             self._idle.cancel()

@@ -24,11 +24,12 @@ from typing import Any
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
 from fastrapi.core.handshake import check_origin, check_size, check_upgrade
-from fastrapi.core.loop import Task, current_task, running_loop
+from fastrapi.core.loop import Task, current_task
 from fastrapi.core.request import Request
 from fastrapi.core.routing import Router
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import WebSocketState
+from fastrapi.core.timers import deadlines
 from fastrapi.core.transport import Response, Transport
 from fastrapi.core.websocket import FORBIDDEN, WebSocket
 
@@ -74,16 +75,15 @@ async def run_session(
     route, params = found
 
     def answered(status: int) -> None:
-        watchdog.cancel()  # a timer left in the loop's heap costs memory on every connection
+        watchdog.clear(ws)
         _log_access(transport, status, started)
 
     ws = WebSocket(transport, settings, params, answered)
     # The handshake is bounded as a whole (open_timeout): a handler that
     # neither accepts nor refuses in time loses the connection, and its
     # accept() then raises WebSocketDisconnect.
-    watchdog = running_loop().call_later(
-        max(settings.open_timeout - (time.monotonic() - started), 0), _drop_if_undecided, ws
-    )
+    watchdog = deadlines(settings.open_timeout)
+    watchdog.set(ws, ws._drop_if_undecided)
     on_open(ws, current_task())  # what shutdown cancels, once its grace is over
     try:
         await _run_handler(ws, route.call(ws, params))
@@ -98,16 +98,10 @@ async def run_session(
     except Exception:  # a transport that broke its contract: lose this connection only
         logger.exception("ending the connection to %s failed", request.client)
     finally:
-        watchdog.cancel()
+        watchdog.clear(ws)
         on_close(ws)
         ws._release()
         transport.abort()  # idempotent: only acts if anything is left
-
-
-def _drop_if_undecided(ws: WebSocket) -> None:
-    if ws.client_state is WebSocketState.CONNECTING:
-        logger.info("handshake for %s not answered within open_timeout; dropped", ws.request.path)
-        ws._transport.abort()
 
 
 async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:

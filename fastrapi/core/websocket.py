@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar, overload
@@ -33,7 +34,8 @@ _HANDSHAKE_HEADERS = frozenset(
 _NORMAL_ENDS = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
 _CONNECTING = WebSocketState.CONNECTING
 _CONNECTED = WebSocketState.CONNECTED
-FORBIDDEN = Response.text(403, "Forbidden")  # how a close() before accept() answers
+FORBIDDEN = Response.text(403, "Forbidden")
+logger = logging.getLogger("fastrapi.websocket")  # how a close() before accept() answers
 T = TypeVar("T")
 M = TypeVar("M")  # the type a JSON message is validated as
 
@@ -429,6 +431,12 @@ class WebSocket:
             raise AssertionError("fastrapi bug: _end() before the handshake was answered")
         self._channel.start_close(code, reason)
         await self._channel.wait_closed()
+
+    def _drop_if_undecided(self) -> None:
+        """open_timeout ran out: drop the connection unless the handshake was answered."""
+        if self._connection.state is _CONNECTING:
+            logger.info("handshake for %s not answered within open_timeout; dropped", self.request.path)
+            self._transport.abort()
 
     def _release(self) -> None:
         """Free what the session held; called once, when it is over."""
