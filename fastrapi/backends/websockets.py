@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from ssl import SSLContext
 from typing import Any, NoReturn, cast
 
@@ -35,7 +35,7 @@ from anyio.abc import TaskStatus
 from websockets.asyncio.server import Server as LibraryServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers as LibraryHeaders
-from websockets.exceptions import InvalidMessage
+from websockets.exceptions import InvalidHandshake, InvalidMessage
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
@@ -43,6 +43,7 @@ from websockets.protocol import Event, Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
+from websockets.utils import accept_key
 
 from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.badrequests import log_bad_request
@@ -50,6 +51,7 @@ from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.timers import deadlines
 from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
 _CONNECTING, _OPEN, _CLOSING, _CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
@@ -130,9 +132,6 @@ class _ServerProtocol(ServerProtocol):
         self.state = _CLOSED
         while True:
             yield
-
-    def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
-        return self.subprotocol  # the core's choice, set before accept()
 
     def release(self) -> bytes:
         """Stop holding frames back; return the bytes held so far."""
@@ -275,11 +274,16 @@ class WebsocketsConnection(ServerConnection):
     # -- the session, in the library's handler task ---------------------------
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        settings = self._app.settings
+        head = deadlines(settings.open_timeout)
+        head.set(self, self.transport.abort)  # a slowloris client holds nothing
         try:
-            async with asyncio.timeout(self._app.settings.open_timeout):
-                await asyncio.wait(
-                    [self.request_rcvd, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED
-                )
+            try:
+                # Resolved by the request, by one the library could not
+                # parse, or by the end of the connection.
+                await self.request_rcvd
+            finally:
+                head.clear(self)
             if self.request is None:
                 return  # the client left, or sent no request the library could parse
             request = self.request
@@ -291,8 +295,12 @@ class WebsocketsConnection(ServerConnection):
         finally:
             self.abort()
         # Return once TCP is closed: the library aborts what it finds open.
+        # A plain socket with nothing left to write is closed already.
+        transport = self.transport
+        if not transport.get_write_buffer_size() and transport.get_extra_info("sslcontext") is None:
+            return
         try:
-            async with asyncio.timeout(self._app.settings.close_timeout):
+            async with asyncio.timeout(settings.close_timeout):
                 await asyncio.shield(self.connection_lost_waiter)
         except TimeoutError:
             self.transport.abort()
@@ -345,7 +353,8 @@ class WebsocketsConnection(ServerConnection):
                     headers=Headers(event.headers.raw_items()),
                     client=peer_address(self.transport),
                 )
-                self.request_rcvd.set_result(None)
+                if not self.request_rcvd.done():  # cancelled if shutdown came first
+                    self.request_rcvd.set_result(None)
             return
         if self._failed:
             return
@@ -394,6 +403,8 @@ class WebsocketsConnection(ServerConnection):
             self._closer.cancel()
             self._closer = None
         self.connection_lost_waiter.set_result(None)
+        if not self.request_rcvd.done():
+            self.request_rcvd.set_result(None)  # the request will never come
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_exception(TransportClosed("the connection is gone"))
@@ -411,19 +422,32 @@ class WebsocketsConnection(ServerConnection):
         protocol = self.protocol
         if protocol.state is not _CONNECTING or protocol.eof_sent or self.transport.is_closing():
             raise TransportClosed("the client left during the handshake")
-        protocol.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
-        # The library's request, back from the core's (keeping it would cost that dict).
-        request = self.request
-        response = protocol.accept(
-            LibraryRequest(request.target, LibraryHeaders(request.headers.raw()), request.method)
-        )
-        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            # The core's check passed a request the library refuses.
-            protocol.send_response(response)
-            self.send_data()
-            raise TransportClosed(f"the library refused the handshake with {response.status_code}")
-        for name, value in headers:
-            response.headers[name] = value
+        # The core checked the request (fastrapi.core.handshake): the 101 is
+        # built here rather than by the library's accept(), which would check
+        # it all again from a copy of its headers in the library's type.
+        request_headers = self.request.headers
+        response_headers = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(request_headers["sec-websocket-key"].strip())),
+        ]
+        offers = request_headers.get_all("sec-websocket-extensions")
+        if offers and protocol.available_extensions:
+            # Negotiated by the library, which then uses what it accepted.
+            offered = LibraryHeaders([("Sec-WebSocket-Extensions", offer) for offer in offers])
+            try:
+                accepted, protocol.extensions = protocol.process_extensions(offered)
+            except InvalidHandshake as error:  # an offer it cannot parse
+                protocol.send_response(protocol.reject(400, f"Bad WebSocket handshake: {error}\n"))
+                self.send_data()
+                raise TransportClosed(f"the library refused the extension offer: {error}") from error
+            if accepted is not None:
+                response_headers.append(("Sec-WebSocket-Extensions", accepted))
+        if subprotocol is not None:
+            protocol.subprotocol = Subprotocol(subprotocol)
+            response_headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        response_headers.extend(headers)
+        response = LibraryResponse(101, "Switching Protocols", LibraryHeaders(response_headers))
         protocol.check = FrameCheck(self._app.settings.frame_limit)
         self._receiver = receiver
         protocol.send_response(response)
