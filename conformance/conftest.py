@@ -50,17 +50,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 # without the backend ("" for every case). Each entry marks that test as a
 # strict xfail on that backend only, so test ids stay the same everywhere
 # and a library that gets fixed shows up as a failing XPASS.
-_NO_BODIES = "the websockets library's request parser refuses every request body (400)"
-LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {
-    ("websockets", name, ""): _NO_BODIES
-    for name in (
-        "test_a_body_reaches_the_handler_whole",
-        "test_a_json_body_is_parsed_by_request_json",
-        "test_a_body_over_max_body_size_gets_413",
-        "test_a_client_that_expects_100_continue_is_told_to_go_on",
-        "test_a_body_that_never_comes_loses_the_connection_after_open_timeout",
-    )
-}
+LIBRARY_LIMITATIONS: dict[tuple[str, str, str], str] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,6 +3,8 @@ before the handler runs, bounded by ``max_body_size`` (413 beyond it)."""
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
@@ -116,3 +118,72 @@ async def test_a_body_that_never_comes_loses_the_connection_after_open_timeout(b
     reply = await exchange(app, backend, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
     assert reply == b""  # dropped, unanswered: a slow client holds nothing
     assert handled == []
+
+
+CHUNKED_HEAD = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def test_a_chunked_body_reaches_the_handler_whole_however_it_is_cut(backend: str) -> None:
+    handled: list[bytes] = []
+    # Upper-case hex, a chunk extension and a trailer, cut inside a chunk-size
+    # line, inside chunk data and between CR and LF.
+    wire = (CHUNKED_HEAD + "3;name=value\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n").encode()
+    cuts = [len(CHUNKED_HEAD) - 2, len(CHUNKED_HEAD) + 1, len(CHUNKED_HEAD) + 16, len(CHUNKED_HEAD) + 18]
+    pieces = [wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    with anyio.fail_after(GUARD):
+        async with serving(body_app(handled), backend) as url:
+            async with await anyio.connect_tcp("127.0.0.1", int(url.rpartition(":")[2])) as stream:
+                for piece in pieces:
+                    await stream.send(piece)
+                reply = b""
+                for _ in range(100):  # bounded: a short reply comes in a few reads
+                    try:
+                        reply += await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        break
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+    assert reply.endswith(b"\r\n\r\nabc0123456789")
+    assert handled == [b"abc0123456789"]
+
+
+async def test_a_chunk_claiming_more_than_the_limit_gets_413_once_the_body_grows_past_it(
+    backend: str,
+) -> None:
+    handled: list[bytes] = []
+    # The chunk claims 4 GiB and only a little more than the limit is sent:
+    # the answer must not wait for the rest.
+    request = CHUNKED_HEAD + "FFFFFFFF\r\n" + "x" * (LIMIT + 1)
+    reply = await exchange(body_app(handled), backend, request)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    assert handled == []
+
+
+MALFORMED_BODIES = {
+    "chunk-size-not-hex": CHUNKED_HEAD + "zz\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-negative": CHUNKED_HEAD + "-5\r\nhello\r\n0\r\n\r\n",
+    "chunk-data-without-crlf": CHUNKED_HEAD + "5\r\nhelloXX0\r\n\r\n",
+    "content-length-not-a-number": "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\nhello",
+    "content-length-negative": "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\nhello",
+    "content-lengths-that-disagree": (
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+    ),
+}
+
+
+@pytest.mark.parametrize("request_text", list(MALFORMED_BODIES.values()), ids=list(MALFORMED_BODIES))
+async def test_a_malformed_body_gets_400_and_no_traceback(
+    backend: str, request_text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    handled: list[bytes] = []
+    reply = await exchange(body_app(handled), backend, request_text)
+    assert reply.split(b" ", 2)[1] == b"400", reply
+    assert handled == []
+    # At most one short line (rate-limited, so perhaps none), never a traceback.
+    shown = [f"{record.name}: {record.getMessage()}" for record in caplog.records]
+    complaints = [record for record in caplog.records if record.name == "fastrapi.http"]
+    assert len(complaints) <= 1, shown
+    for record in caplog.records:
+        assert record.exc_info is None and record.stack_info is None, shown
+        assert "\n" not in record.getMessage(), shown
+    assert "Traceback" not in caplog.text

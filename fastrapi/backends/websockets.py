@@ -15,18 +15,21 @@ library's permessage-deflate (a 12-bit window, memLevel 5); ``open_timeout``
 bounds the request's arrival. ``max_frame_size`` and UTF-8 as it arrives
 are the core's `FrameCheck`. Its own keepalive pings, the ``Server``
 header and its INFO lines per connection are off; it answers pings itself,
-so the core never sees them. It parses requests with its own limits
-(8192-byte lines, 128 headers) rather than ``max_request_size``; one it
-cannot parse (garbage, or a body) gets 400. Its parser refuses every
-request body, so plain HTTP routes get none here: a request with one gets
-400 saying so, whatever ``max_body_size`` is.
+so the core never sees them. Requests are read with its limits (8192-byte
+lines, 128 headers) rather than ``max_request_size``; one that cannot be
+parsed gets 400. Its own request parser refuses every body, so this backend
+reads requests itself (`_RequestReader`, with the library's helpers): a plain
+request's body, by Content-Length or chunked, bounded by ``max_body_size``
+(413), ``Expect: 100-continue`` answered, as on every backend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http
 import logging
+import re
 from collections.abc import Generator
 from ssl import SSLContext
 from typing import Any, NoReturn, cast
@@ -35,10 +38,18 @@ from anyio.abc import TaskStatus
 from websockets.asyncio.server import Server as LibraryServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers as LibraryHeaders
-from websockets.exceptions import InvalidHandshake, InvalidMessage
+from websockets.exceptions import (
+    HeaderLineTooLong,
+    InvalidHandshake,
+    InvalidMessage,
+    RequestLineTooLong,
+    SecurityError,
+    TooManyHeaders,
+)
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
+from websockets.http11 import d, parse_headers, parse_line
 from websockets.protocol import Event, Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
@@ -47,10 +58,12 @@ from websockets.utils import accept_key
 
 from fastrapi.backends._sockets import drop, peer_address
 from fastrapi.core.badrequests import log_bad_request
+from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
 from fastrapi.core.framecheck import FrameCheck
 from fastrapi.core.request import Address, Headers, Request
+from fastrapi.core.settings import Settings
 from fastrapi.core.timers import deadlines
 from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, Response, Server
 
@@ -74,7 +87,166 @@ class _HeldReader(StreamReader):
         return (yield from super().at_eof())
 
 
-class _ServerProtocol(ServerProtocol):
+# -- reading the request: the one place this backend parses HTTP itself --------
+#
+# The library reads the request with `Request.parse`, written for handshakes,
+# which have no body: it raises on any Content-Length but 0 and on any
+# Transfer-Encoding, so a plain HTTP request with a body could not be read at
+# all. `_RequestReader.parse` replaces the library's `ServerProtocol.parse`:
+# the request line and headers are read as the library reads them (its
+# helpers, its 8192-byte lines and 128 headers, its 414 and 431), and then a
+# plain request's body, bounded by ``max_body_size`` through the core's
+# helpers as on every backend. The library's request event goes out only
+# once the whole request is in, carrying the body, so ``open_timeout``
+# (which waits for that event) bounds head and body alike; then the library's
+# frame parser takes over, as after its own parse. An upgrade request's body
+# is never read: the core refuses it with 400, and what follows it on the
+# wire is the client's first frames.
+
+# Content-Length (RFC 9110 section 8.6) and chunk-size (RFC 9112 section 7.1),
+# as many digits as the library's own parser allows for them (1 EB at most).
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclasses.dataclass
+class _ParsedRequest(LibraryRequest):
+    """The library's request event, with the body of a plain HTTP request."""
+
+    body: bytes = b""
+
+
+class _BodyTooLarge(Exception):
+    """A plain request's body is over ``max_body_size``: answered with 413 (not malformed)."""
+
+
+class _RequestReader(ServerProtocol):
+    """The library's protocol, reading a plain request's body too."""
+
+    settings = Settings()  # the app's, on the class that each server's connections use
+
+    def parse(self) -> Generator[None]:
+        # What the library's parse does with each outcome, but for a body too large.
+        try:
+            request = yield from self._read_request()
+        except RequestLineTooLong as exc:
+            self.handshake_exc = exc
+            self.send_response(
+                self.reject(
+                    http.HTTPStatus.REQUEST_URI_TOO_LONG, f"Failed to open a WebSocket connection: {exc}.\n"
+                )
+            )
+            yield  # never resumed: send_response() replaced this parser
+            return
+        except (HeaderLineTooLong, TooManyHeaders) as exc:
+            self.handshake_exc = exc
+            self.send_response(
+                self.reject(
+                    http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"Failed to open a WebSocket connection: {exc}.\n",
+                )
+            )
+            yield
+            return
+        except _BodyTooLarge as exc:
+            self.handshake_exc = exc
+            self.send_response(_library_response(too_large(self.settings)))  # then EOF; the rest is discarded
+            yield
+            return
+        except Exception as exc:
+            # Malformed, or the client left early: `send_eof` answers the former with 400.
+            self.handshake_exc = InvalidMessage("did not receive a valid HTTP request")
+            self.handshake_exc.__cause__ = exc
+            self.send_eof()
+            self.parser = self.discard()
+            next(self.parser)
+            yield
+            return
+        self.events.append(request)
+        yield from Protocol.parse(self)  # the frames: `_HeldReader` holds them until the 101
+
+    def _read_request(self) -> Generator[None, None, _ParsedRequest]:
+        """The request, as the library's `Request.parse` reads it, with a plain request's body."""
+        read_line = self.reader.read_line
+        request_line = yield from parse_line(read_line, RequestLineTooLong)
+        try:
+            raw_method, raw_path, raw_protocol = request_line.split(b" ", 2)
+        except ValueError:  # not enough values to unpack
+            raise ValueError(f"invalid HTTP request line: {d(request_line)}") from None
+        if raw_protocol not in (b"HTTP/1.1", b"HTTP/1.0"):
+            raise ValueError(f"unsupported protocol; expected HTTP/1.1 or HTTP/1.0: {d(request_line)}")
+        method = raw_method.decode("ascii")  # UnicodeDecodeError: 400, as in the library
+        path = raw_path.decode("ascii")
+        headers = yield from parse_headers(read_line)
+        request = _ParsedRequest(path, headers, method, raw_protocol.decode("ascii"))
+        if "Transfer-Encoding" not in headers and set(headers.get_all("Content-Length")) <= {"0"}:
+            return request  # no body: every handshake, and most plain requests
+        head = Request(method=method, target=path, headers=Headers(headers.raw_items()))
+        if not head.is_upgrade:
+            request.body = yield from self._read_body(head, http11=raw_protocol == b"HTTP/1.1")
+        return request
+
+    def _read_body(self, head: Request, http11: bool) -> Generator[None, None, bytes]:
+        """A plain request's whole body. Raises ValueError if its framing is
+        malformed, `_BodyTooLarge` as soon as it is known to be over the limit."""
+        headers = head.headers
+        codings = [coding.strip().lower() for coding in headers.get_all("transfer-encoding")]
+        lengths = set(headers.get_all("content-length"))
+        if codings and lengths:
+            # Framed two ways, the way request smuggling works: refused (RFC 9112 section 6.1 allows it).
+            raise ValueError("both Transfer-Encoding and Content-Length")
+        if codings and codings != ["chunked"]:
+            raise ValueError(f"unsupported Transfer-Encoding: {', '.join(codings)}")
+        if len(lengths) > 1 or not all(_LENGTH.fullmatch(length) for length in lengths):
+            raise ValueError(f"invalid Content-Length: {', '.join(headers.get_all('content-length'))}")
+        if check_announced(head, self.settings) is not None:
+            raise _BodyTooLarge  # refused unread
+        if http11 and headers.get("expect", "").strip().lower() == "100-continue":
+            # A client that asked (curl does for big bodies) sends the body once told to go on.
+            self.writes.append(_CONTINUE)
+        if lengths:
+            return bytes((yield from self.reader.read_exact(int(lengths.pop()))))  # within the limit
+        return (yield from self._read_chunked())
+
+    def _read_chunked(self) -> Generator[None, None, bytes]:
+        reader = self.reader
+        body = BodyBuffer(self.settings.max_body_size)
+        # Bounded: every chunk but the last (size 0) adds to the body, which is bounded.
+        while True:
+            line = yield from parse_line(reader.read_line, SecurityError)  # the library's line limit
+            raw_size = line.split(b";", 1)[0].rstrip(b" \t")  # chunk extensions mean nothing here
+            if not _CHUNK_SIZE.fullmatch(raw_size):
+                raise ValueError(f"invalid chunk size: {d(raw_size)}")
+            size = int(raw_size, 16)
+            if size == 0:
+                break
+            while size:
+                # Piece by piece as it arrives: however big a chunk claims to
+                # be, the body is refused as soon as it grows past the limit.
+                piece = yield from self._read_some(size)
+                if not body.add(piece):
+                    raise _BodyTooLarge
+                size -= len(piece)
+            if (yield from reader.read_exact(2)) != b"\r\n":
+                raise ValueError("chunk data without CRLF")
+        yield from parse_headers(reader.read_line)  # the trailer section, unused
+        return body.take()
+
+    def _read_some(self, most: int) -> Generator[None, None, bytearray]:
+        """What has arrived, once anything has: ``most`` bytes at most."""
+        reader = self.reader
+        while not reader.buffer:
+            if reader.eof:
+                raise EOFError("the connection closed inside a chunk")
+            yield
+        return (yield from reader.read_exact(min(most, len(reader.buffer))))
+
+
+# -----------------------------------------------------------------------------
+
+
+class _ServerProtocol(_RequestReader):
     """The library's protocol, with these changes to how it reads.
 
     A Close may end a fragmented message: RFC 6455 section 5.4 lets control
@@ -90,7 +262,7 @@ class _ServerProtocol(ServerProtocol):
     error after them and fails the connection once the handler has answered
     them (Autobahn 3.x, 4.x, 5.15); reading stops there.
 
-    A request the library cannot parse gets a 400 instead of a bare EOF.
+    A request that cannot be parsed gets a 400 instead of a bare EOF.
     """
 
     check: FrameCheck | None = None  # set with the 101
@@ -157,27 +329,18 @@ class _ServerProtocol(ServerProtocol):
         self.release()  # nothing more is parsed: let the library discard it
         problem = _unparsed(self.handshake_exc)
         if self.state is _CONNECTING and isinstance(self.handshake_exc, InvalidMessage) and problem:
-            # The request could not be parsed (garbage, or a body): the
-            # library would close without a word.
+            # The request could not be parsed: the library would close without a word.
             answer = Response.text(400, f"Bad request: {problem}\n")
             self.writes.append(_library_response(answer).serialize())
         super().send_eof()
 
 
 def _unparsed(error: Exception | None) -> str | None:
-    """Why the library refused to parse the request, or None if it did not
-    (or the client just left before the request was whole)."""
-    if error is None or isinstance(error.__cause__, EOFError):
+    """Why the request could not be parsed, or None if it was not malformed:
+    parsed, too large (413), or the client left before it was whole."""
+    if error is None or isinstance(error, _BodyTooLarge) or isinstance(error.__cause__, EOFError):
         return None
-    cause = error.__cause__
-    if isinstance(cause, NotImplementedError) or str(cause) == "unsupported request body":
-        # Its parser reads handshakes only, which have no body: a plain
-        # request with one (Content-Length or chunked) cannot be read at all.
-        return NO_BODIES
-    return str(cause or error)
-
-
-NO_BODIES = "a request body, which the websockets backend cannot read (use the wsproto or aiohttp backend)"
+    return str(error.__cause__ or error)
 
 
 class _ServerLog(logging.LoggerAdapter[logging.Logger]):
@@ -251,18 +414,24 @@ class WebsocketsConnection(ServerConnection):
     # Attributes on the class where they can be: past the library's 28 and
     # one more, each connection's attributes take a 1.3 KiB dict.
     _app: Application  # set on the class by serving()
+    _protocol_class: type[_ServerProtocol] = _ServerProtocol  # set on the class by serving()
     _receiver: Receiver | None = None  # the core, once the 101 is out
     _failed = False  # a protocol error was reported: nothing more is pushed
     _closer: asyncio.TimerHandle | None = None  # drops TCP after the library's own failure
 
     @classmethod
     def serving(cls, app: Application) -> type[WebsocketsConnection]:
-        """The class of one server's connections: ``app`` on the class, not on each."""
-        return type(cls.__name__, (cls,), {"_app": app})
+        """The class of one server's connections: ``app`` on the class, not on each
+        (and its settings on the class of their protocols)."""
+        protocol_class = type(_ServerProtocol.__name__, (_ServerProtocol,), {"settings": app.settings})
+        return type(cls.__name__, (cls,), {"_app": app, "_protocol_class": protocol_class})
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        protocol.__class__ = _ServerProtocol  # serve() builds the protocol itself
+        protocol.__class__ = self._protocol_class  # serve() builds the protocol itself
         protocol.reader.__class__ = _HeldReader
+        # Its parser started as the library's: ours instead (nothing was read yet).
+        protocol.parser = protocol.parse()
+        next(protocol.parser)
         super().__init__(protocol, *args, **kwargs)
         # A list, not the library's deque: an empty deque costs 600 bytes a connection.
         self.drain_waiters = []  # type: ignore[assignment]
@@ -346,12 +515,13 @@ class WebsocketsConnection(ServerConnection):
     def process_event(self, event: Event) -> None:
         receiver = self._receiver
         if receiver is None:
-            if type(event) is LibraryRequest and self.request is None:
+            if type(event) is _ParsedRequest and self.request is None:
                 self.request = Request(
                     method=event.method,
                     target=event.path,
                     headers=Headers(event.headers.raw_items()),
                     client=peer_address(self.transport),
+                    body=event.body,
                 )
                 if not self.request_rcvd.done():  # cancelled if shutdown came first
                     self.request_rcvd.set_result(None)
