@@ -20,8 +20,9 @@ from fastrapi.core.transport import Response
 VERSION = "13"
 
 
-def _tokens(request: Request, name: str) -> list[str]:
-    return [token.strip().lower() for value in request.headers.get_all(name) for token in value.split(",")]
+def _has_token(values: list[str], token: str) -> bool:
+    """Whether comma-separated header ``values`` hold ``token`` (case-insensitive)."""
+    return any(token == part.strip() for value in values for part in value.lower().split(","))
 
 
 def check_upgrade(request: Request) -> Response | None:
@@ -34,20 +35,37 @@ def check_upgrade(request: Request) -> Response | None:
     """
     if request.method != "GET":
         return _bad("the method must be GET")
-    if not request.headers.get("host"):
+    # One pass over the fields: this runs on every handshake.
+    host: str | None = None
+    upgrade: list[str] = []
+    connection: list[str] = []
+    keys: list[str] = []
+    versions: list[str] = []
+    body = False
+    for name, value in request.headers.fields():
+        if name == "host":
+            if host is None:
+                host = value
+        elif name == "upgrade":
+            upgrade.append(value)
+        elif name == "connection":
+            connection.append(value)
+        elif name == "sec-websocket-key":
+            keys.append(value)
+        elif name == "sec-websocket-version":
+            versions.append(value)
+        elif name == "transfer-encoding" or (name == "content-length" and value.strip() != "0"):
+            body = True
+    if not host:
         return _bad("missing Host header")
-    if "websocket" not in _tokens(request, "upgrade"):
+    if not _has_token(upgrade, "websocket"):
         return _bad("the Upgrade header must be websocket")
-    if "upgrade" not in _tokens(request, "connection"):
+    if not _has_token(connection, "upgrade"):
         return _bad("the Connection header must include upgrade")
-    keys = request.headers.get_all("sec-websocket-key")
     if len(keys) != 1 or not _is_key(keys[0]):
         return _bad("Sec-WebSocket-Key must be one base64-encoded 16-byte value")
-    if request.headers.get_all("transfer-encoding") or any(
-        value.strip() != "0" for value in request.headers.get_all("content-length")
-    ):
+    if body:
         return _bad("an opening handshake has no body")
-    versions = request.headers.get_all("sec-websocket-version")
     if versions != [VERSION]:
         return Response.text(
             426 if versions else 400,
@@ -100,7 +118,7 @@ def check_size(request: Request, settings: Settings) -> Response | None:
     """
     if len(request.method) + len(request.target) + len(" HTTP/1.1") + 1 > settings.max_line_size:
         return Response.text(414, "URI Too Long\n")
-    items = request.headers.raw()
+    items = request.headers.fields()
     if len(items) > settings.max_headers:
         return Response.text(431, f"Request Header Fields Too Large: more than {settings.max_headers}\n")
     if any(len(name) + len(value) + 2 > settings.max_line_size for name, value in items):

@@ -9,16 +9,40 @@ every backend.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 from urllib.parse import parse_qsl, unquote
 
 from fastrapi.core import json
 
 # scheme "://" authority, the start of a target in absolute form (RFC 9112 section 3.2.2)
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):  # noqa: N801 - named for the functools one it replaces
+    """``functools.cached_property`` without its lock (which Python 3.11
+    takes on every first access): a request is only ever read by the task
+    that handles it."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cached_property[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | cached_property[T]:
+        if instance is None:
+            return self
+        value = self._compute(instance)
+        instance.__dict__[self._name] = value  # read from there from now on
+        return value
 
 
 class Address(NamedTuple):
@@ -58,6 +82,11 @@ class Headers(Mapping[str, str]):
         key = name.lower()
         return [value for item_name, value in self._items if item_name == key]
 
+    def fields(self) -> Sequence[tuple[str, str]]:
+        """Every (lower-case name, value) pair, in order, without a copy: for
+        reading them all in one pass (the handshake's checks)."""
+        return self._items
+
     def raw(self) -> list[tuple[str, str]]:
         """Every (lower-case name, value) pair, in order."""
         return list(self._items)
@@ -93,7 +122,7 @@ class QueryParams(Mapping[str, str]):
         return f"QueryParams({self._items!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Request:
     """An HTTP request as received: ``target`` is the raw request-target.
 
@@ -108,6 +137,21 @@ class Request:
     client: Address | None = None
     scheme: str = "ws"
     body: bytes = b""
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        client: Address | None = None,
+        scheme: str = "ws",
+        body: bytes = b"",
+    ) -> None:
+        # Frozen to its readers; filled in one step here, where the
+        # dataclass's own __init__ would go through object.__setattr__ per field.
+        self.__dict__.update(
+            method=method, target=target, headers=headers, client=client, scheme=scheme, body=body
+        )
 
     def json(self) -> Any:
         """The body parsed as JSON (orjson).
@@ -154,5 +198,7 @@ class Request:
     @property
     def is_upgrade(self) -> bool:
         """Whether this asks for a WebSocket upgrade (RFC 6455 section 4.2.1)."""
-        upgrade = ",".join(self.headers.get_all("upgrade")).lower()
-        return "websocket" in (token.strip() for token in upgrade.split(","))
+        for name, value in self.headers.fields():
+            if name == "upgrade" and "websocket" in (t.strip() for t in value.lower().split(",")):
+                return True
+        return False

@@ -86,14 +86,22 @@ class Deadlines:
 
 
 _shared: weakref.WeakKeyDictionary[Loop, dict[float, Deadlines]] = weakref.WeakKeyDictionary()
+# The last loop asked about and its table: nearly always the one asked about
+# next, and cheaper to compare than a weak dictionary is to read.
+_last: tuple[Loop | None, dict[float, Deadlines]] = (None, {})
 
 
 def deadlines(delay: float) -> Deadlines:
     """The running loop's `Deadlines` for ``delay``, shared by every caller."""
+    global _last
     loop = running_loop()
-    by_delay = _shared.get(loop)
-    if by_delay is None:
-        by_delay = _shared[loop] = {}
+    last_loop, by_delay = _last
+    if loop is not last_loop:
+        found = _shared.get(loop)
+        if found is None:
+            found = _shared[loop] = {}
+        by_delay = found
+        _last = (loop, by_delay)
     queue = by_delay.get(delay)
     if queue is None:
         queue = by_delay[delay] = Deadlines(loop, delay)
