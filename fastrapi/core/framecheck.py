@@ -85,7 +85,7 @@ class FrameCheck:
         self._fin = False
         self._checking_frame = False  # this frame's payload goes to the decoder
         self._checking_message = False  # the text message being received is checked
-        self._decoder = _utf8_decoder()
+        self._decoder: codecs.IncrementalDecoder | None = None  # made for the first fragmented text
         self._header_size = 0
         self._chunk_size = 0
 
@@ -198,7 +198,10 @@ class FrameCheck:
             whole = self._fin and available - size >= length
             self._checking_message = not (first & _RSV1) and not whole
             if self._checking_message:
-                self._decoder.reset()
+                if self._decoder is None:
+                    self._decoder = _utf8_decoder()
+                else:
+                    self._decoder.reset()
         elif opcode == _OPCODE_BINARY:
             self._checking_message = False
         elif opcode != _OPCODE_CONTINUATION:
@@ -211,6 +214,7 @@ class FrameCheck:
     def _check_text(self, masked: bytes, final: bool = False) -> FrameViolation | None:
         payload = _unmask(masked, self._mask, self._unmasked)
         self._unmasked += len(masked)
+        assert self._decoder is not None  # made when the message began
         try:
             self._decoder.decode(payload, final)
         except UnicodeDecodeError:

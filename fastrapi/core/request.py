@@ -23,7 +23,7 @@ _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 T = TypeVar("T")
 
 
-class cached_property(Generic[T]):  # noqa: N801 - named for the functools one it replaces
+class cached_property(Generic[T]):
     """``functools.cached_property`` without its lock (which Python 3.11
     takes on every first access): a request is only ever read by the task
     that handles it."""
@@ -199,6 +199,8 @@ class Request:
     def is_upgrade(self) -> bool:
         """Whether this asks for a WebSocket upgrade (RFC 6455 section 4.2.1)."""
         for name, value in self.headers.fields():
-            if name == "upgrade" and "websocket" in (t.strip() for t in value.lower().split(",")):
-                return True
+            if name == "upgrade":
+                for token in value.lower().split(","):
+                    if token.strip() == "websocket":
+                        return True
         return False

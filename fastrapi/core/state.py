@@ -35,6 +35,7 @@ class WebSocketState(IntEnum):
 
 
 class Transition(Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is a Python call
     ACCEPT = "accept"  # 101 Switching Protocols sent
     DENY = "deny"  # an HTTP error answered the handshake
     LOCAL_CLOSE = "local_close"  # we sent a Close frame
@@ -58,6 +59,7 @@ TRANSITIONS: dict[WebSocketState, dict[Transition, WebSocketState]] = {
 
 
 class Operation(Enum):
+    __hash__ = object.__hash__  # as for Transition: these key the RULES table
     ACCEPT = "accept"
     DENY = "deny"
     RECEIVE = "receive"
