@@ -585,6 +585,11 @@ class WebsocketsConnection(ServerConnection):
                 receiver.connection_lost(sent.code, sent.reason)  # the library's own failure, or ours
             else:
                 receiver.connection_lost()
+            # The channel and this connection refer to each other: let
+            # reference counting free both, not the garbage collector (which
+            # alone frees the library's own objects of a connection).
+            self._receiver = None
+            protocol.check = None
 
     # -- the Transport contract -------------------------------------------------
 

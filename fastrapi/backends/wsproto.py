@@ -233,6 +233,9 @@ class WsprotoConnection(asyncio.Protocol):
         self._drain_waiters.clear()
         if self._receiver is not None:
             self._receiver.connection_lost()
+            # The channel and this connection refer to each other: let
+            # reference counting free both, not the garbage collector.
+            self._receiver = None
 
     def pause_writing(self) -> None:
         self._writing_paused = True

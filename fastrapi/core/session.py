@@ -75,7 +75,9 @@ async def run_session(
     route, params = found
 
     def answered(status: int) -> None:
-        watchdog.clear(ws)
+        # Keyed by the transport: a closure over ws would make a reference
+        # cycle (ws -> this -> ws) that only the garbage collector frees.
+        watchdog.clear(transport)
         _log_access(transport, status, started)
 
     ws = WebSocket(transport, settings, params, answered)
@@ -83,7 +85,7 @@ async def run_session(
     # neither accepts nor refuses in time loses the connection, and its
     # accept() then raises WebSocketDisconnect.
     watchdog = deadlines(settings.open_timeout)
-    watchdog.set(ws, ws._drop_if_undecided)
+    watchdog.set(transport, ws._drop_if_undecided)
     on_open(ws, current_task())  # what shutdown cancels, once its grace is over
     try:
         await _run_handler(ws, route.call(ws, params))
@@ -98,7 +100,7 @@ async def run_session(
     except Exception:  # a transport that broke its contract: lose this connection only
         logger.exception("ending the connection to %s failed", request.client)
     finally:
-        watchdog.clear(ws)
+        watchdog.clear(transport)
         on_close(ws)
         ws._release()
         transport.abort()  # idempotent: only acts if anything is left

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from fastrapi.core.loop import Loop, Timer, running_loop
 
@@ -35,14 +35,14 @@ class Deadlines:
     def __init__(self, loop: Loop, delay: float) -> None:
         self._loop = loop
         self._delay = delay
-        self._due: OrderedDict[Hashable, tuple[float, Callable[[], object]]] = OrderedDict()
+        self._due: OrderedDict[object, tuple[float, Callable[[], object]]] = OrderedDict()
         self._timer: Timer | None = None
         self._firing = False
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def set(self, key: Hashable, callback: Callable[[], object]) -> None:
+    def set(self, key: object, callback: Callable[[], object]) -> None:
         due = self._due
         deadline = self._loop.time() + self._delay
         due[key] = (deadline, callback)
@@ -50,7 +50,7 @@ class Deadlines:
         if self._timer is None and not self._firing:
             self._timer = self._loop.call_at(deadline, self._fire)
 
-    def clear(self, key: Hashable) -> None:
+    def clear(self, key: object) -> None:
         # The timer stays armed: it fires once for nothing at worst, cheaper
         # than re-arming it on every clear.
         self._due.pop(key, None)
