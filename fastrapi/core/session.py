@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
 
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import WebSocketDisconnect, WebSocketException
@@ -55,6 +54,8 @@ async def run_session(
     """Route ``transport``'s request, run its handler, and close it; never raises.
 
     ``on_open``/``on_close`` let the server track live connections for shutdown.
+    The handler runs right in this coroutine (no wrapper of its own): every
+    frame between the backend and the handler is resumed on every message.
     """
     request = transport.request
     started = time.monotonic()
@@ -88,7 +89,27 @@ async def run_session(
     watchdog.set(transport, ws._drop_if_undecided)
     on_open(ws, current_task())  # what shutdown cancels, once its grace is over
     try:
-        await _run_handler(ws, route.call(ws, params))
+        failure: tuple[int, str] | None = None
+        crashed = False
+        try:
+            await route.call(ws, params)
+        except WebSocketDisconnect as end:
+            logger.debug("%r ended by disconnect: %s", ws, end)
+        except WebSocketException as error:
+            failure = (error.code, error.reason)
+            if not is_sendable(error.code):
+                logger.error("WebSocketException code %d may not be sent; closing with 1011", error.code)
+                failure = (CloseCode.INTERNAL_ERROR, "")
+        except Exception as error:
+            logger.exception("handler for %s raised", request.path)
+            sink = handler_errors.get()
+            if sink is not None:  # a test client re-raises it in the test
+                sink.append(error)
+            failure, crashed = (CloseCode.INTERNAL_ERROR, ""), True
+        if ws.client_state is WebSocketState.CONNECTING:
+            await ws._reject(SERVER_ERROR if crashed else FORBIDDEN)
+        else:
+            await ws._end(*(failure or (CloseCode.NORMAL_CLOSURE, "")))
         if ws.handshake_status == 101 and access_logger.isEnabledFor(logging.INFO):
             access_logger.info(
                 '%s - "WebSocket %s" closed %s after %.1fs',
@@ -104,32 +125,6 @@ async def run_session(
         on_close(ws)
         ws._release()
         transport.abort()  # idempotent: only acts if anything is left
-
-
-async def _run_handler(ws: WebSocket, handler: Awaitable[Any]) -> None:
-    failure: tuple[int, str] | None = None
-    try:
-        await handler
-    except WebSocketDisconnect as end:
-        logger.debug("%r ended by disconnect: %s", ws, end)
-    except WebSocketException as error:
-        failure = (error.code, error.reason)
-        if not is_sendable(error.code):
-            logger.error("WebSocketException code %d may not be sent; closing with 1011", error.code)
-            failure = (CloseCode.INTERNAL_ERROR, "")
-    except Exception as error:
-        logger.exception("handler for %s raised", ws.request.path)
-        sink = handler_errors.get()
-        if sink is not None:  # a test client re-raises it in the test
-            sink.append(error)
-        failure = (CloseCode.INTERNAL_ERROR, "")
-        if ws.client_state is WebSocketState.CONNECTING:
-            await ws._reject(SERVER_ERROR)
-            return
-    if ws.client_state is WebSocketState.CONNECTING:
-        await ws._reject(FORBIDDEN)
-    else:
-        await ws._end(*(failure or (CloseCode.NORMAL_CLOSURE, "")))
 
 
 async def _reject(transport: Transport, response: Response) -> None:
