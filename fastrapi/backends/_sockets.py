@@ -30,4 +30,7 @@ def _cut_if_stuck(transport: asyncio.WriteTransport) -> None:
 def peer_address(transport: asyncio.BaseTransport | None) -> Address | None:
     """The client's host and port; None for a UNIX socket or a transport already gone."""
     peer = transport.get_extra_info("peername") if transport is not None else None
-    return Address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+    if not isinstance(peer, tuple):
+        return None
+    # tuple.__new__ straight: a NamedTuple's own __new__ is a Python call, on every connection.
+    return tuple.__new__(Address, (str(peer[0]), int(peer[1])))

@@ -136,8 +136,9 @@ class AiohttpBackend:
         self.app = app
         self.stopped = anyio.Event()
         self._active = 0  # requests being handled
-        self._idle = anyio.Event()
-        self._idle.set()
+        # Made only once shutdown waits for the last request: an event made
+        # and set each time the server falls idle would cost every handshake.
+        self._drained: asyncio.Future[None] | None = None
         self._web: _WebServer | None = None
 
     async def run(
@@ -160,7 +161,9 @@ class AiohttpBackend:
         try:
             task_status.started(AiohttpServer(self, listener))
             await self.stopped.wait()
-            await self._idle.wait()  # every session has ended
+            if self._active:
+                self._drained = running_loop().create_future()
+                await self._drained  # every session has ended
         finally:
             with anyio.CancelScope(shield=True):
                 listener.close()
@@ -172,8 +175,6 @@ class AiohttpBackend:
         assert self._web is not None
         self._web.head_arrived(request.protocol)
         self._active += 1
-        if self._active == 1:
-            self._idle = anyio.Event()
         try:
             core_request = _core_request(request)
             if not core_request.is_upgrade:
@@ -194,8 +195,8 @@ class AiohttpBackend:
             return transport.response()
         finally:
             self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+            if self._active == 0 and self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
 
     async def _with_body(self, core_request: Request, request: web.BaseRequest) -> Response | None:
         """Read a plain request's body whole, then answer it; None if it did

@@ -141,7 +141,9 @@ class Channel:
         # Below this length a message fits however it is encoded: no check at all.
         self._size_check_above = settings.max_message_size // 4
         self._assembler: Assembler | None = None  # a fragmented message is arriving
-        self._pongs: dict[bytes, Waiter | None] = {}  # sent pings; None for keepalive's
+        # Sent pings (None for keepalive's) and sends waiting for a fragmented
+        # message to end: made when first needed, not on every connection.
+        self._pongs: dict[bytes, Waiter | None] | None = None
         # Keepalive waits on the server's shared deadlines: the next ping
         # (ping_interval) and, once it is out, its pong (ping_timeout).
         self._keepalive: Deadlines | None = None  # the one this channel waits on now
@@ -154,7 +156,7 @@ class Channel:
         self._ended: Waiter | None = None  # made by wait_closed(), resolved at the end
         self._done = False
         self._fragmenting = False  # a fragmented message is being sent
-        self._turns: list[Waiter] = []  # sends waiting for that message to end
+        self._turns: list[Waiter] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -219,7 +221,7 @@ class Channel:
         # A Pong answers the Ping with the same payload and, as websockets
         # has it, every Ping sent before it; an unsolicited Pong is ignored (5.5.3).
         pongs = self._pongs
-        if data not in pongs:
+        if pongs is None or data not in pongs:
             return
         for payload, waiter in list(pongs.items()):
             del pongs[payload]
@@ -381,10 +383,7 @@ class Channel:
             raise
         finally:
             self._fragmenting = False
-            turns, self._turns = self._turns, []
-            for waiter in turns:
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._release_turns()
         if self._track_idle:
             self._last_activity = self._loop.time()
 
@@ -398,12 +397,20 @@ class Channel:
 
     async def _wait_turn(self) -> None:
         waiter: Waiter = self._loop.create_future()
+        if self._turns is None:
+            self._turns = []
         self._turns.append(waiter)
         try:
             await waiter
         finally:
-            if waiter in self._turns:
+            if self._turns is not None and waiter in self._turns:
                 self._turns.remove(waiter)
+
+    def _release_turns(self) -> None:
+        turns, self._turns = self._turns, None
+        for waiter in turns or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def ping(self, data: bytes) -> None:
         """Send a Ping and return when its Pong arrives (RFC 6455 section 5.5.2).
@@ -412,6 +419,8 @@ class Channel:
             ValueError: a ping with the same payload is still waiting.
             WebSocketDisconnect: the connection ended before the Pong came.
         """
+        if self._pongs is None:
+            self._pongs = {}
         if data in self._pongs:
             raise ValueError(
                 "a ping with this payload is still waiting for its pong; "
@@ -423,7 +432,8 @@ class Channel:
         try:
             await waiter  # raises WebSocketDisconnect if the connection ends first
         finally:
-            self._pongs.pop(data, None)
+            if self._pongs is not None:
+                self._pongs.pop(data, None)
 
     # -- timers: keepalive and idle --------------------------------------------
 
@@ -445,6 +455,8 @@ class Channel:
             self._wait_keepalive(settings.ping_interval, self._ping_due)
             return
         payload = os.urandom(4)
+        if self._pongs is None:
+            self._pongs = {}
         self._pongs[payload] = None
         self._keepalive_payload = payload
         self.transport.send_ping(payload)
@@ -541,16 +553,14 @@ class Channel:
         self._cancel_timers()
         self.transport.abort()
         self._wake()
-        for waiter in self._pongs.values():
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(self.disconnect_error())
-        self._pongs.clear()
+        if self._pongs is not None:
+            for waiter in self._pongs.values():
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(self.disconnect_error())
+            self._pongs = None
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
-        turns, self._turns = self._turns, []
-        for turn in turns:
-            if not turn.done():
-                turn.set_result(None)
+        self._release_turns()
 
     def _cancel_timers(self) -> None:
         if self._keepalive is not None:
