@@ -277,7 +277,7 @@ class AiohttpTransport:
             response_headers[hdrs.SEC_WEBSOCKET_PROTOCOL] = subprotocol
         for name, value in headers:
             response_headers.add(istr(name), value)
-        response = self._response = web.StreamResponse(status=101, headers=response_headers)
+        response = self._response = _SwitchingProtocols(status=101, headers=response_headers)
         response.force_close()
         try:
             await response.prepare(self._web_request)  # writes the 101 at once
@@ -375,6 +375,19 @@ class AiohttpTransport:
         # aiohttp's handler then returns the response; writing its end on a
         # closed socket is a no-op.
         drop(self._transport, self._settings.close_timeout)
+
+
+class _SwitchingProtocols(web.StreamResponse):
+    """The 101: once it is out, the connection carries WebSocket frames.
+
+    aiohttp ends every response its handler returns with ``write_eof()``,
+    which for a plain response finishes the body (a chunk terminator, its
+    length for the access log). A 101 has no body to finish, and the
+    connection is closed by the time aiohttp asks.
+    """
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
 
 
 class _Deflater:
