@@ -106,6 +106,24 @@ class FrameCheck:
             ):
                 self._fed += size
                 return None
+        elif size >= 134 and not (self._head or self._remaining or self._checking_message):
+            # The same for one bigger whole frame (a 16- or 64-bit length):
+            # a final data frame that fills the chunk exactly.
+            first, second = data[0], data[1]
+            if second == _MASKED | 126:
+                length, header = (data[2] << 8) | data[3], 8
+            elif second == _MASKED | 127:
+                length, header = int.from_bytes(data[2:10]), 14
+            else:
+                length, header = -1, 0
+            if (
+                length + header == size
+                and first & _FIN
+                and first & 0x0F < _CONTROL
+                and length <= self.max_frame_size
+            ):
+                self._fed += size
+                return None
         self._chunk_size = size
         base = self._fed - len(self._head)  # the stream offset of data[0]
         self._fed += size
