@@ -319,7 +319,10 @@ class AiohttpTransport:
         try:
             # Written whole at once, compressed or not: a control frame or
             # a Close sent meanwhile can only come before it or after it.
-            _write_frame(transport, first, payload)
+            if len(payload) < 126:  # _write_frame's first case, written out: the common one
+                transport.write(_HEADER_SHORT(first, len(payload)) + payload)
+            else:
+                _write_frame(transport, first, payload)
             if self._protocol.writing_paused:
                 await _drain(self._protocol)
         except _NETWORK_ERRORS as error:

@@ -70,4 +70,24 @@ class ProtocolError:
 
 
 Message: TypeAlias = TextMessage | BytesMessage
+
+# What ``WebSocket.receive()`` builds for every message: the slots filled
+# straight, as the frozen dataclass's own __init__ does through a Python
+# call and object.__setattr__ per field.
+_new = object.__new__
+_set_text, _set_text_final = TextMessage.__dict__["data"].__set__, TextMessage.__dict__["final"].__set__
+_set_bytes, _set_bytes_final = BytesMessage.__dict__["data"].__set__, BytesMessage.__dict__["final"].__set__
+
+
+def received(data: str | bytes) -> Message:
+    """A whole message as received: `TextMessage` for str, `BytesMessage` for bytes."""
+    if type(data) is str:
+        text: TextMessage = _new(TextMessage)
+        _set_text(text, data)
+        _set_text_final(text, True)
+        return text
+    binary: BytesMessage = _new(BytesMessage)
+    _set_bytes(binary, data)
+    _set_bytes_final(binary, True)
+    return binary
 Event: TypeAlias = TextMessage | BytesMessage | Ping | Pong | Closed | ProtocolError

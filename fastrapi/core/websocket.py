@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, overload
 from fastrapi.core import json
 from fastrapi.core.channel import Channel
 from fastrapi.core.codes import CloseCode, check_close
-from fastrapi.core.events import BytesMessage, Message, TextMessage
+from fastrapi.core.events import BytesMessage, Message, TextMessage, received
 from fastrapi.core.exceptions import MessageTypeError, TransportClosed, WebSocketDisconnect
 from fastrapi.core.request import Address, Headers, QueryParams, Request
 from fastrapi.core.settings import Settings
@@ -191,7 +191,7 @@ class WebSocket:
             self._connection.check(Operation.RECEIVE, "receive()")
         channel = self._channel
         data = channel.take() if channel.inbox else await channel.receive(timeout)
-        return TextMessage(data) if type(data) is str else BytesMessage(data)  # type: ignore[arg-type]  # not str: bytes
+        return received(data)
 
     async def receive_text(self, timeout: float | None = None) -> str:
         """The next message, which must be text.
