@@ -307,8 +307,9 @@ class AiohttpTransport:
     async def send(self, data: str | bytes) -> None:
         transport = self._transport
         assert transport is not None, "send() before accept()"
-        if transport.is_closing():
-            raise TransportClosed("the connection is closed")
+        # No is_closing() check: the channel sends only while connected, and
+        # every way the socket closes reaches it first (our own drop, or the
+        # protocol's connection_lost through _Inbound.feed_eof).
         if type(data) is str:
             payload, first = data.encode(), _FIN_TEXT
         else:
