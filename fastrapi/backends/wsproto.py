@@ -159,6 +159,8 @@ class WsprotoConnection(asyncio.Protocol):
         "_failed",
         "_requested",
         "_head_timer",
+        "_held",
+        "_held_size",
         "_http",
         "_lost",
         "_receiver",
@@ -187,6 +189,10 @@ class WsprotoConnection(asyncio.Protocol):
         self._receiver: Receiver | None = None
         self._failed = False  # a protocol error was reported; nothing more is read
         self._writing_paused = False
+        # Replies held back while the handler works through several messages
+        # that came in one read: written together at the end of its turn.
+        self._held: list[bytes | bytearray] | None = None
+        self._held_size = 0
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost = False
 
@@ -414,7 +420,16 @@ class WsprotoConnection(asyncio.Protocol):
             raise TransportClosed("the WebSocket is closing")
         # wsproto's frame protocol directly: Connection.send builds an event
         # and checks its type on every message to reach the same call.
-        transport.write(ws._proto.send_data(data, final))
+        frame = ws._proto.send_data(data, final)
+        held = self._held
+        if held is None:
+            transport.write(frame)
+        else:
+            held.append(frame)
+            self._held_size += len(frame)
+            if self._held_size < self._settings.write_limit:
+                return  # out with the others at the end of this turn
+            self._flush()
         if self._writing_paused:
             await self._drain()
 
@@ -426,11 +441,13 @@ class WsprotoConnection(asyncio.Protocol):
     def send_ping(self, data: bytes) -> None:
         ws, transport = self._ws, self._transport
         if ws is not None and transport is not None and ws.state is ConnectionState.OPEN and not self._lost:
+            self._flush()  # after the replies held so far, in the order they were sent
             transport.write(ws._proto.ping(data))
 
     def send_pong(self, data: bytes) -> None:
         ws, transport = self._ws, self._transport
         if ws is not None and transport is not None and ws.state is ConnectionState.OPEN and not self._lost:
+            self._flush()
             transport.write(ws._proto.pong(data))
 
     def send_close(self, code: int, reason: str) -> None:
@@ -443,6 +460,7 @@ class WsprotoConnection(asyncio.Protocol):
             frame = ws.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
         else:
             frame = ws.send(CloseConnection(code=code, reason=reason))
+        self._flush()
         transport.write(frame)
 
     def pause_reading(self) -> None:
@@ -454,7 +472,27 @@ class WsprotoConnection(asyncio.Protocol):
             self._transport.resume_reading()
 
     def abort(self) -> None:
+        self._flush()
         drop(self._transport, self._settings.close_timeout)
+
+    def _hold_writes(self) -> None:
+        """Hold the replies sent from now until the end of the handler's turn.
+
+        Set when one read brought several messages: the handler answers them
+        all in its next turn, and a write per answer would cost a system call
+        each, where the raw library writes them together.
+        """
+        if self._held is None:
+            self._held = []
+            self._held_size = 0
+            # Queued after the handler's wake-up, which the messages scheduled: runs after its turn.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        transport = self._transport
+        if held and transport is not None and not self._lost:
+            transport.write(b"".join(held))
 
     async def _drain(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -467,9 +505,13 @@ class WsprotoConnection(asyncio.Protocol):
         receiver = self._receiver
         assert receiver is not None
         ws.receive_data(data)
+        messages = 0
         for event in ws.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
+                messages += 1
+                if messages == 2:
+                    self._hold_writes()
                 payload = event.data  # type: ignore[attr-defined]
                 final = event.message_finished  # type: ignore[attr-defined]
                 if kind is BytesMessage and final:
