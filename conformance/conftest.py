@@ -76,16 +76,18 @@ async def serving(app: FastrAPI, backend: str) -> AsyncIterator[str]:
         yield f"ws://{address.host}:{address.port}"
 
 
-async def http_exchange(port: int, request: str, tls: ssl.SSLContext | None = None) -> bytes:
+async def http_exchange(port: int, request: str | list[bytes], tls: ssl.SSLContext | None = None) -> bytes:
     """Send one raw HTTP request to 127.0.0.1:``port`` (over TLS with ``tls``)
-    and return everything the server answers until it closes."""
+    and return everything the server answers until it closes. A list is sent
+    piece by piece, each in a write of its own."""
     stream: anyio.abc.ByteStream
     if tls is None:
         stream = await anyio.connect_tcp("127.0.0.1", port)
     else:
         stream = await anyio.connect_tcp("127.0.0.1", port, tls=True, ssl_context=tls)
     async with stream:
-        await stream.send(request.encode())
+        for piece in [request.encode()] if isinstance(request, str) else request:
+            await stream.send(piece)
         reply = b""
         for _ in range(100):  # bounded: a short reply comes in a few reads
             try:

@@ -132,15 +132,7 @@ async def test_a_chunked_body_reaches_the_handler_whole_however_it_is_cut(backen
     pieces = [wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
     with anyio.fail_after(GUARD):
         async with serving(body_app(handled), backend) as url:
-            async with await anyio.connect_tcp("127.0.0.1", int(url.rpartition(":")[2])) as stream:
-                for piece in pieces:
-                    await stream.send(piece)
-                reply = b""
-                for _ in range(100):  # bounded: a short reply comes in a few reads
-                    try:
-                        reply += await stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        break
+            reply = await http_exchange(int(url.rpartition(":")[2]), pieces)
     assert reply.startswith(b"HTTP/1.1 200 "), reply
     assert reply.endswith(b"\r\n\r\nabc0123456789")
     assert handled == [b"abc0123456789"]

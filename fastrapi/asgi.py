@@ -123,13 +123,12 @@ class AsgiTransport:
             await self._emit({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
         self._closed = True
 
-    async def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> Awaitable[None]:
         if self._closed:
             raise TransportClosed("the connection is closed")
         if isinstance(data, str):
-            await self._emit({"type": "websocket.send", "text": data})
-        else:
-            await self._emit({"type": "websocket.send", "bytes": data})
+            return self._emit({"type": "websocket.send", "text": data})
+        return self._emit({"type": "websocket.send", "bytes": data})
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         raise TransportClosed("ASGI sends whole messages only; use send_text/send_bytes under ASGI")

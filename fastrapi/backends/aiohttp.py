@@ -40,7 +40,7 @@ import logging
 import operator
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import replace
 from ssl import SSLContext
 from typing import Any
@@ -76,7 +76,10 @@ RequestHandler = web.RequestHandler
 
 
 async def _drain(protocol: RequestHandler) -> None:
-    await protocol._drain_helper()
+    try:
+        await protocol._drain_helper()
+    except _NETWORK_ERRORS as error:  # the connection was lost while we waited
+        raise TransportClosed(str(error)) from error
 
 
 # -----------------------------------------------------------------------------
@@ -304,7 +307,7 @@ class AiohttpTransport:
         self._response = _http_response(response)
         await _send_response(self._web_request, self._response)
 
-    async def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> Awaitable[None] | None:
         transport = self._transport
         assert transport is not None, "send() before accept()"
         # No is_closing() check: the channel sends only while connected, and
@@ -324,10 +327,9 @@ class AiohttpTransport:
                 transport.write(_HEADER_SHORT(first, len(payload)) + payload)
             else:
                 _write_frame(transport, first, payload)
-            if self._protocol.writing_paused:
-                await _drain(self._protocol)
         except _NETWORK_ERRORS as error:
             raise TransportClosed(str(error)) from error
+        return _drain(self._protocol) if self._protocol.writing_paused else None
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         # Uncompressed, which RFC 7692 allows for any message, so there is no

@@ -14,7 +14,7 @@ them, and sees what the core sent.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -152,9 +152,9 @@ class MemoryTransport:
         self.rejected = response
         self.answered.set()
 
-    async def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> Awaitable[None]:
         self._check_open()
-        await self._put(TextMessage(data) if isinstance(data, str) else BytesMessage(data))
+        return self._put(TextMessage(data) if isinstance(data, str) else BytesMessage(data))
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         self._check_open()

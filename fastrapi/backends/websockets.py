@@ -30,7 +30,7 @@ import dataclasses
 import http
 import logging
 import re
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from ssl import SSLContext
 from typing import Any, NoReturn, cast
 
@@ -638,17 +638,16 @@ class WebsocketsConnection(ServerConnection):
         if not sent:
             raise TransportClosed("the client left during the handshake")
 
-    async def send(self, data: str | bytes) -> None:  # type: ignore[override]  # the core's Transport.send
+    def send(self, data: str | bytes) -> Awaitable[None] | None:  # type: ignore[override]  # the core's Transport.send
         protocol = self.protocol
         if protocol.state is not _OPEN:
-            await self._closed()
+            return self._closed()
         if type(data) is str:
             protocol.send_text(data.encode())
         else:
             protocol.send_binary(data)  # type: ignore[arg-type]  # not str: bytes
         self.send_data()
-        if self.paused:
-            await self._drain()
+        return self._drain() if self.paused else None
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         protocol = self.protocol

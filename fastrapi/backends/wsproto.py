@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Awaitable
 from dataclasses import replace
 from ssl import SSLContext
 
@@ -264,13 +265,8 @@ class WsprotoConnection(asyncio.Protocol):
         if self._body is not None:
             self._read_body(http)
             return
-        try:
-            event = http.next_event()
-        except h11.RemoteProtocolError as error:
-            self.respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
-            self.abort()
-            return
-        if event is h11.NEED_DATA:
+        event = self._next_event(http)
+        if event is None or event is h11.NEED_DATA:
             return
         if not isinstance(event, h11.Request):
             self.abort()  # the client closed before a whole request
@@ -311,17 +307,21 @@ class WsprotoConnection(asyncio.Protocol):
             )
         self._read_body(http)
 
+    def _next_event(self, http: h11.Connection) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None:
+        """h11's next event; None once a request it cannot parse was answered (400, 413...)."""
+        try:
+            return http.next_event()
+        except h11.RemoteProtocolError as error:
+            self.respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
+            self.abort()
+            return None
+
     def _read_body(self, http: h11.Connection) -> None:
         body = self._body
         assert body is not None
         while True:  # bounded: each event consumes bytes already received
-            try:
-                event = http.next_event()
-            except h11.RemoteProtocolError as error:
-                self.respond(Response.text(error.error_status_hint, f"Bad request: {error}\n"))
-                self.abort()
-                return
-            if event is h11.NEED_DATA:
+            event = self._next_event(http)
+            if event is None or event is h11.NEED_DATA:
                 return
             if isinstance(event, h11.Data):
                 if not body.add(event.data):
@@ -413,7 +413,7 @@ class WsprotoConnection(asyncio.Protocol):
         self.respond(response)
         self.abort()
 
-    async def send(self, data: str | bytes, final: bool = True) -> None:
+    def send(self, data: str | bytes, final: bool = True) -> Awaitable[None] | None:
         ws, transport = self._ws, self._transport
         assert ws is not None and transport is not None
         if ws.state is not ConnectionState.OPEN or self._lost:
@@ -428,15 +428,16 @@ class WsprotoConnection(asyncio.Protocol):
             held.append(frame)
             self._held_size += len(frame)
             if self._held_size < self._settings.write_limit:
-                return  # out with the others at the end of this turn
+                return None  # out with the others at the end of this turn
             self._flush()
-        if self._writing_paused:
-            await self._drain()
+        return self._drain() if self._writing_paused else None
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         # wsproto's frame protocol keeps the outgoing message's opcode:
         # after the first frame, it writes continuations.
-        await self.send(data, final)
+        pending = self.send(data, final)
+        if pending is not None:
+            await pending
 
     def send_ping(self, data: bytes) -> None:
         ws, transport = self._ws, self._transport

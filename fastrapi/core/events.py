@@ -90,4 +90,6 @@ def received(data: str | bytes) -> Message:
     _set_bytes(binary, data)
     _set_bytes_final(binary, True)
     return binary
+
+
 Event: TypeAlias = TextMessage | BytesMessage | Ping | Pong | Closed | ProtocolError

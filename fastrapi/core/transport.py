@@ -23,7 +23,7 @@ Adding a backend is one module in ``fastrapi/backends`` ending with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from ssl import SSLContext
@@ -134,8 +134,8 @@ class Receiver(Protocol):
 class Transport(Protocol):
     """One WebSocket connection as a backend offers it to the core.
 
-    Nothing here waits except `accept`, `reject`, `send` and
-    `send_fragment`; those raise `TransportClosed` once the connection is
+    Nothing here waits except `accept`, `reject`, `send_fragment` and what
+    `send` returns when it must wait; those raise `TransportClosed` once the connection is
     gone, and nothing else. The core never sends after a Close and never
     calls two awaited sends of fragments at once.
     """
@@ -151,9 +151,15 @@ class Transport(Protocol):
         """Answer the handshake with an HTTP error response and close; no 101 is ever sent."""
         ...
 
-    async def send(self, data: str | bytes) -> None:
-        """Send one whole message (str as text, bytes as binary); return at
-        once unless the write buffer is over ``write_limit``, then once it drained."""
+    def send(self, data: str | bytes) -> Awaitable[None] | None:
+        """Write one whole message now (str as text, bytes as binary).
+
+        Returns None when that is all, which is nearly always: no coroutine
+        per message. Returns an awaitable when the sender must wait: the
+        write buffer is over ``write_limit`` (done once it drained), or the
+        transport's writes are themselves awaited (ASGI). `TransportClosed`
+        comes from the call or from the awaitable.
+        """
         ...
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
