@@ -69,7 +69,14 @@ def test_an_unhandled_invalid_json_in_a_handler_is_a_500() -> None:
 
 def test_check_announced_leaves_malformed_lengths_to_the_parser() -> None:
     settings = Settings(max_body_size=LIMIT)
-    for value, refused in [(str(LIMIT), False), (str(LIMIT + 1), True), ("nonsense", False), ("-5", False)]:
+    cases = [
+        (str(LIMIT), False),
+        (str(LIMIT + 1), True),
+        ("nonsense", False),
+        ("-5", False),
+        ("\u00b2", False),
+    ]
+    for value, refused in cases:
         request = Request("POST", "/", Headers([("content-length", value)]))
         assert (check_announced(request, settings) is not None) is refused, value
     assert check_body(Request("POST", "/", Headers(), body=b"x" * (LIMIT + 1)), settings) is not None

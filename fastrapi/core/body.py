@@ -25,7 +25,8 @@ def check_announced(request: Request, settings: Settings) -> Response | None:
     """
     for value in request.headers.get_all("content-length"):
         value = value.strip()
-        if value.isdigit() and int(value) > settings.max_body_size:
+        # ASCII digits only: isdigit() alone takes "²", which int() refuses.
+        if value.isascii() and value.isdigit() and int(value) > settings.max_body_size:
             return too_large(settings)
     return None
 
