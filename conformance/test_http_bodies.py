@@ -4,9 +4,12 @@ before the handler runs, bounded by ``max_body_size`` (413 beyond it)."""
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from conformance.conftest import http_exchange, serving
 from fastrapi import FastrAPI, Request
@@ -178,4 +181,27 @@ async def test_a_malformed_body_gets_400_and_no_traceback(
     for record in caplog.records:
         assert record.exc_info is None and record.stack_info is None, shown
         assert "\n" not in record.getMessage(), shown
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("leaving", ["closes", "resets"])
+async def test_a_client_that_leaves_in_the_middle_of_a_body_leaves_no_traceback(
+    backend: str, leaving: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    handled: list[bytes] = []
+    with anyio.fail_after(GUARD):
+        async with serving(body_app(handled), backend) as url:
+            stream = await anyio.connect_tcp("127.0.0.1", int(url.rpartition(":")[2]))
+            await stream.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this much")
+            await anyio.sleep(0.1)  # the server is reading the body
+            if leaving == "resets":  # RST instead of FIN
+                raw = stream.extra(SocketAttribute.raw_socket)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.aclose()
+            await anyio.sleep(0.2)  # and finds the client gone
+    assert handled == []
+    shown = [f"{record.name}: {record.getMessage()}" for record in caplog.records]
+    for record in caplog.records:
+        assert record.exc_info is None, shown
     assert "Traceback" not in caplog.text
