@@ -14,6 +14,7 @@ from fastrapi.core.exceptions import (
     WebSocketException,
     WebSocketStateError,
 )
+from fastrapi.core.groups import Groups, GroupStats
 from fastrapi.core.lifespan import LifespanStartupError, State
 from fastrapi.core.request import Headers, QueryParams, Request
 from fastrapi.core.responses import FileResponse, HTMLResponse, JSONResponse
@@ -30,6 +31,8 @@ __all__ = [
     "ConcurrentReceiveError",
     "FastrAPI",
     "FileResponse",
+    "GroupStats",
+    "Groups",
     "HTMLResponse",
     "Headers",
     "InvalidJSON",

@@ -62,6 +62,10 @@ class Pipe:
         self._items.append(item)
         self._signal()
 
+    async def changed(self) -> None:
+        """Wait until an item is put, taken, or the pipe closes."""
+        await self._changed.wait()
+
     async def put(self, item: Event) -> None:
         while len(self._items) >= self.limit and not self.closed:
             await self._changed.wait()
@@ -152,9 +156,18 @@ class MemoryTransport:
         self.rejected = response
         self.answered.set()
 
-    def send(self, data: str | bytes) -> Awaitable[None]:
+    def send(self, data: str | bytes) -> Awaitable[None] | None:
         self._check_open()
-        return self._put(TextMessage(data) if isinstance(data, str) else BytesMessage(data))
+        message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+        # Written at once, as into a socket's buffer (the contract of
+        # `Transport.send`); the sender is asked to wait only while more
+        # than ``buffer`` messages are unread.
+        pipe = self.from_server
+        try:
+            pipe.put_nowait(message)
+        except anyio.ClosedResourceError as error:
+            raise TransportClosed("the client is gone") from error
+        return self._drain() if len(pipe) > self.buffer else None
 
     async def send_fragment(self, data: str | bytes, first: bool, final: bool) -> None:
         self._check_open()
@@ -210,6 +223,13 @@ class MemoryTransport:
     def _put_nowait(self, event: Event) -> None:
         if not self.aborted:
             self.from_server.put_nowait(event)
+
+    async def _drain(self) -> None:
+        pipe = self.from_server
+        while len(pipe) > self.buffer and not pipe.closed:
+            await pipe.changed()
+        if pipe.closed:
+            raise TransportClosed("the client is gone")
 
     async def _put(self, event: Event) -> None:
         try:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
 from fastrapi.core.body import check_body
+from fastrapi.core.groups import DEFAULT_OVERFLOW, Groups, Overflow
 from fastrapi.core.handshake import check_size
 from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
@@ -42,13 +43,22 @@ class FastrAPI:
         settings: limits and timeouts; `Settings()` defaults otherwise.
         lifespan: an async context manager factory run around serving (see
             `fastrapi.core.lifespan`); what it yields lands on ``app.state``.
+        group_overflow: the policy of ``app.groups`` for a member too slow
+            for a broadcast (`fastrapi.core.groups`): "drop_newest" (the
+            default), "close_1008" or "close_1013".
         **overrides: individual settings, e.g. ``max_message_size=4 * 2**20``.
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, lifespan: Lifespan | None = None, **overrides: Any
+        self,
+        settings: Settings | None = None,
+        *,
+        lifespan: Lifespan | None = None,
+        group_overflow: Overflow = DEFAULT_OVERFLOW,
+        **overrides: Any,
     ) -> None:
         self._settings = replace(settings or Settings(), **overrides)
+        self.groups = Groups(group_overflow)
         self._lifespan = lifespan
         self.state = State()
         self.websocket_router = Router()
@@ -211,8 +221,13 @@ class FastrAPI:
         to resume on every message.
         """
         return run_session(
-            self.websocket_router, settings or self._settings, transport, self._live.opened, self._live.closed
+            self.websocket_router, settings or self._settings, transport, self._live.opened, self._closed
         )
+
+    def _closed(self, ws: WebSocket) -> None:
+        # A session's end: the connection leaves every group with it.
+        self._live.closed(ws)
+        self.groups.forget(ws)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI 3 entry point: ``uvicorn module:app`` (see `fastrapi.asgi`)."""

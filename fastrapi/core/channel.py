@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, WebSocketDisconnect
-from fastrapi.core.loop import Timer, Waiter, running_loop
+from fastrapi.core.loop import Timer, Waiter, running_loop, watch
 from fastrapi.core.settings import Settings
 from fastrapi.core.state import ConnectionState, Transition, WebSocketState
 from fastrapi.core.timers import Deadlines, deadlines
@@ -101,6 +101,7 @@ class Channel:
         "_assembler",
         "_closer",
         "_done",
+        "_draining",
         "_ended",
         "_failure",
         "_fragmenting",
@@ -157,6 +158,9 @@ class Channel:
         self._done = False
         self._fragmenting = False  # a fragmented message is being sent
         self._turns: list[Waiter] | None = None
+        # Set while a write that `offer` made left the transport over its
+        # write_limit: offers are refused until it drains.
+        self._draining: Waiter | None = None
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -349,6 +353,43 @@ class Channel:
             raise self.disconnect_error() from None
         if self._track_idle:
             self._last_activity = self._loop.time()
+
+    def offer(self, data: str | bytes) -> bool:
+        """Write a whole message now if this connection can take it; never waits.
+
+        For a broadcast: False, with nothing written, while the connection
+        is closing or gone, a fragmented message is going out (a message
+        may not come between its frames, RFC 6455 section 5.4), or an earlier
+        offer left the write buffer over ``write_limit`` and it has not
+        drained yet (`congested`). True once written; the write may have
+        just pushed the buffer over the limit, which `congested` then says.
+        """
+        if self._state.state is not _CONNECTED or self._fragmenting or self._draining is not None:
+            return False
+        try:
+            pending = self.transport.send(data)
+        except TransportClosed:
+            return False
+        if pending is not None:
+            # Nobody waits here: the wait goes on by itself, only as long as
+            # the buffer is over its limit, and offers are refused meanwhile
+            # (a transport whose writes are awaited makes the write in it).
+            draining = self._draining = watch(pending)
+            draining.add_done_callback(self._drained)
+        if self._track_idle:
+            self._last_activity = self._loop.time()
+        return True
+
+    @property
+    def congested(self) -> bool:
+        """Whether offers are refused because the write buffer is over its limit."""
+        return self._draining is not None
+
+    def _drained(self, draining: Waiter) -> None:
+        if self._draining is draining:
+            self._draining = None
+        if not draining.cancelled():
+            draining.exception()  # TransportClosed once the connection is lost: seen, not logged
 
     async def send_fragments(self, fragments: AsyncIterator[str | bytes | bytearray | memoryview]) -> None:
         """Send one message, a frame for each item, as each comes.
@@ -592,6 +633,8 @@ class Channel:
     def release(self) -> None:
         """The session is over: free what is left."""
         self._cancel_timers()
+        if self._draining is not None:  # nobody is left to offer more
+            self._draining.cancel()
         self.inbox.clear()
 
 

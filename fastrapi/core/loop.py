@@ -10,6 +10,7 @@ from here: the one place to change for another event loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import TypeAlias
 
 Loop: TypeAlias = asyncio.AbstractEventLoop
@@ -29,6 +30,11 @@ def current_task() -> Task:
     task = asyncio.current_task()
     assert task is not None, "called outside a task"
     return task
+
+
+def watch(awaitable: Awaitable[None]) -> Waiter:
+    """Run ``awaitable`` on its own, as a future that callbacks can follow."""
+    return asyncio.ensure_future(awaitable)
 
 
 def cancel(task: Task) -> None:

@@ -1,0 +1,246 @@
+"""Named groups of connections and broadcast to them, in this process.
+
+    await app.groups.add("room:lobby", ws)
+    delivered = await app.groups.send_json("room:lobby", {"text": "hi"}, exclude=ws)
+
+A broadcast never waits for a member. It offers the message to each member
+in turn (`Channel.offer`), which writes it into that connection's buffer at
+once, as any send does, and never awaits. A member whose buffer is over
+``write_limit`` (a slow or stuck reader: its bounded outbox is full) cannot
+take it; the group's overflow policy says what happens to it instead:
+
+``"drop_newest"`` (the default)
+    That member misses the message (counted in `stats`) and gets the next
+    ones again once its buffer has drained below the limit.
+``"close_1008"`` / ``"close_1013"``
+    That member is closed with 1008 (policy violation) or 1013 (try again
+    later) as soon as a message leaves its buffer over the limit.
+
+There is no ``"drop_oldest"``: a message handed to the transport is already
+framed in its write buffer, and no transport can take one back, so the only
+message a broadcast can still decline is the newest.
+
+Guarantees: in this process only; at most once per member (a member either
+gets a message or misses it, never twice); a sender's broadcasts reach each
+member in the order they were made. A member leaves every group when its
+session ends; a connection that is not open is not added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from fastrapi.core import json
+from fastrapi.core.codes import CloseCode
+from fastrapi.core.state import WebSocketState
+
+if TYPE_CHECKING:
+    from fastrapi.core.websocket import WebSocket
+
+Overflow = Literal["drop_newest", "close_1008", "close_1013"]
+OVERFLOW_POLICIES: tuple[str, ...] = get_args(Overflow)
+DEFAULT_OVERFLOW: Overflow = "drop_newest"
+_CLOSE_CODES = {"close_1008": CloseCode.POLICY_VIOLATION, "close_1013": CloseCode.TRY_AGAIN_LATER}
+_OVERFLOW_REASON = "too slow for the group's broadcasts"
+_CONNECTED = WebSocketState.CONNECTED
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """A snapshot of `Groups.stats`.
+
+    Attributes:
+        members: connections in at least one group.
+        groups: each group's name and how many members it has.
+        sent: messages written to a member (one per member reached).
+        dropped: messages a member missed because it could not take them.
+        drops: ``dropped`` by the policy in force when each happened.
+        overflow_closes: members closed by a ``close_*`` policy.
+    """
+
+    members: int
+    groups: dict[str, int]
+    sent: int
+    dropped: int
+    drops: dict[str, int]
+    overflow_closes: int
+
+
+class Groups:
+    """Named sets of open connections, with broadcast to each set.
+
+    Args:
+        overflow: what happens to a member that cannot take a broadcast
+            (see the module's documentation); ``"drop_newest"`` by default.
+
+    Raises:
+        ValueError: ``overflow`` names no policy.
+    """
+
+    __slots__ = ("_dropped", "_drops", "_groups", "_joined", "_overflow", "_overflow_closes", "_sent")
+
+    def __init__(self, overflow: Overflow = DEFAULT_OVERFLOW) -> None:
+        self._overflow: Overflow = _checked(overflow)
+        # Dicts, not sets: members are reached in the order they joined.
+        self._groups: dict[str, dict[WebSocket, None]] = {}
+        self._joined: dict[WebSocket, set[str]] = {}  # each member's groups, to forget it at once
+        self._sent = 0
+        self._dropped = 0
+        self._drops: dict[str, int] = {}
+        self._overflow_closes = 0
+
+    @property
+    def overflow(self) -> Overflow:
+        return self._overflow
+
+    @overflow.setter
+    def overflow(self, policy: Overflow) -> None:
+        self._overflow = _checked(policy)
+
+    # -- membership ---------------------------------------------------------
+
+    async def add(self, name: str, ws: WebSocket) -> bool:
+        """Put ``ws`` in group ``name``; True if it is a member now.
+
+        A connection that is not open (not accepted yet, closing or closed)
+        is ignored and False returned: its session may have ended already,
+        and nothing would take it out again. Adding a member twice is a no-op.
+        (A coroutine so that a group shared between processes can come later
+        with the same API.)
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"a group's name is a str, not {type(name).__name__}")
+        if ws.client_state is not _CONNECTED:
+            return False
+        self._groups.setdefault(name, {})[ws] = None
+        self._joined.setdefault(ws, set()).add(name)
+        return True
+
+    def discard(self, name: str, ws: WebSocket) -> None:
+        """Take ``ws`` out of group ``name``, if it is in it; an empty group is forgotten."""
+        members = self._groups.get(name)
+        if members is None or ws not in members:
+            return
+        del members[ws]
+        if not members:
+            del self._groups[name]
+        joined = self._joined.get(ws)
+        if joined is not None:
+            joined.discard(name)
+            if not joined:
+                del self._joined[ws]
+
+    def forget(self, ws: WebSocket) -> None:
+        """Take ``ws`` out of every group: its session has ended."""
+        for name in self._joined.pop(ws, ()):
+            members = self._groups.get(name)
+            if members is not None:
+                members.pop(ws, None)
+                if not members:
+                    del self._groups[name]
+
+    def members(self, name: str) -> list[WebSocket]:
+        """The members of group ``name`` now, in the order they joined (a copy)."""
+        return list(self._groups.get(name, ()))
+
+    def count(self, name: str) -> int:
+        members = self._groups.get(name)
+        return 0 if members is None else len(members)
+
+    # -- broadcast ------------------------------------------------------------
+
+    async def send_text(self, name: str, message: str, exclude: WebSocket | None = None) -> int:
+        """Send a text message to every member of ``name`` but ``exclude``.
+
+        Returns how many members it was written to; never waits for one.
+
+        Raises:
+            TypeError: ``message`` is not a str.
+        """
+        if not isinstance(message, str):
+            raise TypeError(f"send_text() takes a str, not {type(message).__name__}")
+        return self._deliver(name, str(message), exclude)
+
+    async def send_bytes(
+        self, name: str, message: bytes | bytearray | memoryview, exclude: WebSocket | None = None
+    ) -> int:
+        """Send a binary message to every member of ``name`` but ``exclude``; as `send_text`."""
+        if not isinstance(message, bytes | bytearray | memoryview):
+            raise TypeError(f"send_bytes() takes bytes, not {type(message).__name__}")
+        return self._deliver(name, bytes(message), exclude)
+
+    async def send_json(
+        self,
+        name: str,
+        message: Any,
+        exclude: WebSocket | None = None,
+        mode: Literal["text", "binary"] = "text",
+    ) -> int:
+        """Send ``message`` as JSON to every member of ``name`` but ``exclude``.
+
+        Serialised once for the whole group, not once per member.
+
+        Raises:
+            TypeError: ``message`` cannot be expressed as JSON.
+            ValueError: ``mode`` is neither "text" nor "binary".
+        """
+        if mode not in ("text", "binary"):
+            raise ValueError(f'send_json() mode must be "text" or "binary", not {mode!r}')
+        payload = json.dumps(message)
+        return self._deliver(name, payload.decode() if mode == "text" else payload, exclude)
+
+    def _deliver(self, name: str, data: str | bytes, exclude: WebSocket | None) -> int:
+        members = self._groups.get(name)
+        if not members:
+            return 0
+        policy = self._overflow
+        close_code = _CLOSE_CODES.get(policy)
+        delivered = dropped = 0
+        gone: list[WebSocket] = []
+        # Nothing below awaits, so no member can join or leave during the
+        # loop; the copy is for the members this loop itself takes out.
+        for ws in tuple(members):
+            if ws is exclude:
+                continue
+            channel = ws._channel
+            if channel.offer(data):
+                delivered += 1
+                if close_code is not None and channel.congested:
+                    # Written, but over the limit: this member cannot keep up.
+                    channel.start_close(close_code, _OVERFLOW_REASON)
+                    self._overflow_closes += 1
+            elif ws.client_state is not _CONNECTED:
+                gone.append(ws)  # closing or closed: its session will end soon
+            else:
+                dropped += 1
+                if close_code is not None and channel.congested:
+                    channel.start_close(close_code, _OVERFLOW_REASON)
+                    self._overflow_closes += 1
+        for ws in gone:
+            self.discard(name, ws)
+        self._sent += delivered
+        if dropped:
+            self._dropped += dropped
+            self._drops[policy] = self._drops.get(policy, 0) + dropped
+        return delivered
+
+    # -- statistics -----------------------------------------------------------
+
+    def stats(self) -> GroupStats:
+        return GroupStats(
+            members=len(self._joined),
+            groups={name: len(members) for name, members in self._groups.items()},
+            sent=self._sent,
+            dropped=self._dropped,
+            drops=dict(self._drops),
+            overflow_closes=self._overflow_closes,
+        )
+
+
+def _checked(policy: str) -> Overflow:
+    if policy not in OVERFLOW_POLICIES:
+        raise ValueError(
+            f"group overflow policy must be one of {', '.join(OVERFLOW_POLICIES)}, not {policy!r}"
+        )
+    return policy  # type: ignore[return-value]  # one of the literal's values, checked above
