@@ -87,7 +87,9 @@ class Deadlines:
 
 _shared: weakref.WeakKeyDictionary[Loop, dict[float, Deadlines]] = weakref.WeakKeyDictionary()
 # The last loop asked about and its table: nearly always the one asked about
-# next, and cheaper to compare than a weak dictionary is to read.
+# next, and cheaper to compare than a weak dictionary is to read. It keeps
+# that one loop alive until another is asked about (a closed loop's tables
+# hold no deadlines of any use, only their memory).
 _last: tuple[Loop | None, dict[float, Deadlines]] = (None, {})
 
 
