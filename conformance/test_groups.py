@@ -10,8 +10,9 @@ import pytest
 
 from conformance.conftest import serving
 from conformance.rawclient import BINARY, CLOSE, TEXT, RawClient
-from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect
+from fastrapi import FastrAPI, WebSocket
 from fastrapi.core.groups import Overflow
+from tests.test_groups import group_app
 
 pytestmark = pytest.mark.anyio
 
@@ -23,24 +24,9 @@ MESSAGES = 400
 PAYLOAD = b"\x5a" * 16384
 
 
-def group_app(overflow: Overflow = "drop_newest") -> tuple[FastrAPI, list[WebSocket]]:
-    """/join/{name} joins group ``name``, says "joined", then reads until the end."""
-    app = FastrAPI(group_overflow=overflow, write_limit=16 * 1024, ping_interval=None, close_timeout=1)
-    sockets: list[WebSocket] = []
-
-    @app.websocket("/join/{name}")
-    async def join(ws: WebSocket, name: str) -> None:
-        await ws.accept()
-        assert await app.groups.add(name, ws)
-        sockets.append(ws)
-        await ws.send_text("joined")
-        try:
-            while True:
-                await ws.receive()
-        except WebSocketDisconnect:
-            pass
-
-    return app, sockets
+def overflow_app(overflow: Overflow = "drop_newest") -> tuple[FastrAPI, list[WebSocket]]:
+    """tests/test_groups.py's app, with a small write limit so that a member that never reads overflows."""
+    return group_app(group_overflow=overflow, write_limit=16 * 1024, ping_interval=None, close_timeout=1)
 
 
 @asynccontextmanager
@@ -62,7 +48,7 @@ def port_of(url: str) -> int:
 
 
 async def test_three_members_get_each_broadcast_once(backend: str) -> None:
-    app, sockets = group_app()
+    app, sockets = overflow_app()
     groups = app.groups
     with anyio.fail_after(GUARD):
         async with serving(app, backend) as url, clients(port_of(url), "room", 3) as (a, b, c):
@@ -97,7 +83,7 @@ async def test_three_members_get_each_broadcast_once(backend: str) -> None:
 
 @pytest.mark.parametrize("overflow", ["drop_newest", "close_1008", "close_1013"])
 async def test_a_member_that_never_reads_holds_up_nobody(backend: str, overflow: Overflow) -> None:
-    app, sockets = group_app(overflow)
+    app, sockets = overflow_app(overflow)
     groups = app.groups
     with anyio.fail_after(GUARD):
         async with serving(app, backend) as url, clients(port_of(url), "room", 3, small=1) as members:

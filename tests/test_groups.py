@@ -26,7 +26,8 @@ GUARD = 10  # seconds: a hang guard, never a timing assertion
 
 
 def group_app(**options: Any) -> tuple[FastrAPI, list[WebSocket]]:
-    """An app whose /join/{name} joins group ``name``, says "joined", then reads until the end."""
+    """An app whose /join/{name} joins group ``name``, says "joined", then reads
+    until the end; the conformance suite serves the same app on every backend."""
     app = FastrAPI(**options)
     sockets: list[WebSocket] = []
 
@@ -38,7 +39,7 @@ def group_app(**options: Any) -> tuple[FastrAPI, list[WebSocket]]:
         await ws.send_text("joined")
         try:
             while True:
-                await ws.receive_text()
+                await ws.receive()  # anything: the conformance suite sends both kinds
         except WebSocketDisconnect:
             pass
 
