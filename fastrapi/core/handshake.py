@@ -14,20 +14,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import chain
 
-from fastrapi.core.request import Request
+from fastrapi.core.request import Request, has_token
 from fastrapi.core.settings import Settings
 from fastrapi.core.transport import Response
 
 VERSION = "13"
-
-
-def _has_token(values: list[str], token: str) -> bool:
-    """Whether comma-separated header ``values`` hold ``token`` (case-insensitive)."""
-    for value in values:
-        for part in value.lower().split(","):
-            if part.strip() == token:
-                return True
-    return False
 
 
 def check_upgrade(request: Request) -> Response | None:
@@ -63,9 +54,9 @@ def check_upgrade(request: Request) -> Response | None:
             body = True
     if not host:
         return _bad("missing Host header")
-    if not _has_token(upgrade, "websocket"):
+    if not has_token(upgrade, "websocket"):
         return _bad("the Upgrade header must be websocket")
-    if not _has_token(connection, "upgrade"):
+    if not has_token(connection, "upgrade"):
         return _bad("the Connection header must include upgrade")
     if len(keys) != 1 or not _is_key(keys[0]):
         return _bad("Sec-WebSocket-Key must be one base64-encoded 16-byte value")

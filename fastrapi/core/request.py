@@ -45,6 +45,15 @@ class cached_property(Generic[T]):
         return value
 
 
+def has_token(values: Iterable[str], token: str) -> bool:
+    """Whether comma-separated header ``values`` hold ``token`` (lower-case), in any case."""
+    for value in values:
+        for part in value.lower().split(","):
+            if part.strip() == token:
+                return True
+    return False
+
+
 class Address(NamedTuple):
     host: str
     port: int
@@ -198,9 +207,4 @@ class Request:
     @property
     def is_upgrade(self) -> bool:
         """Whether this asks for a WebSocket upgrade (RFC 6455 section 4.2.1)."""
-        for name, value in self.headers.fields():
-            if name == "upgrade":
-                for token in value.lower().split(","):
-                    if token.strip() == "websocket":
-                        return True
-        return False
+        return has_token(self.headers.get_all("upgrade"), "websocket")
