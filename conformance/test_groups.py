@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from conformance.conftest import serving
-from conformance.rawclient import BINARY, CLOSE, TEXT, RawClient
+from conformance.rawclient import BINARY, CLOSE, TEXT, Frame, RawClient
 from fastrapi import FastrAPI, WebSocket
 from fastrapi.core.groups import Overflow
 from tests.test_groups import group_app
@@ -22,6 +22,15 @@ GUARD = 20  # seconds: a hang guard, never a timing assertion
 # maximum, 4 MiB by default; 400 of 4 KiB fit in it whole on loopback).
 MESSAGES = 400
 PAYLOAD = b"\x5a" * 16384
+
+
+def numbered(number: int) -> bytes:
+    return number.to_bytes(4, "big") + PAYLOAD[4:]
+
+
+def number_of(frame: Frame) -> int:
+    assert frame.opcode == BINARY
+    return int.from_bytes(frame.payload[:4], "big")
 
 
 def overflow_app(overflow: Overflow = "drop_newest") -> tuple[FastrAPI, list[WebSocket]]:
@@ -81,7 +90,7 @@ async def test_three_members_get_each_broadcast_once(backend: str) -> None:
     assert groups.stats().members == 0
 
 
-@pytest.mark.parametrize("overflow", ["drop_newest", "close_1008", "close_1013"])
+@pytest.mark.parametrize("overflow", ["drop_newest", "drop_oldest", "close_1008", "close_1013"])
 async def test_a_member_that_never_reads_holds_up_nobody(backend: str, overflow: Overflow) -> None:
     app, sockets = overflow_app(overflow)
     groups = app.groups
@@ -89,31 +98,39 @@ async def test_a_member_that_never_reads_holds_up_nobody(backend: str, overflow:
         async with serving(app, backend) as url, clients(port_of(url), "room", 3, small=1) as members:
             readers = members[1:]
             received = [0, 0]
-            for _ in range(MESSAGES):
-                assert await groups.send_bytes("room", PAYLOAD) >= 2
+            for number in range(MESSAGES):
+                payload = numbered(number)
+                assert await groups.send_bytes("room", payload) >= 2
                 # The readers read as they go, so only the first member's
                 # buffer grows: it never reads.
                 for index, reader in enumerate(readers):
                     frame = await reader.receive_frame()
-                    assert (frame.opcode, frame.payload) == (BINARY, PAYLOAD)
+                    assert (frame.opcode, frame.payload) == (BINARY, payload)
                     received[index] += 1
             assert received == [MESSAGES, MESSAGES]
             stats = groups.stats()
-            if overflow == "drop_newest":
-                # The stuck member got what its buffers took, and missed the rest.
+            if overflow.startswith("drop_"):
+                # The stuck member got what its buffers and outbox took, and missed the rest.
                 assert 0 < stats.dropped < MESSAGES
-                assert stats.drops == {"drop_newest": stats.dropped}
+                assert stats.drops == {overflow: stats.dropped}
                 assert stats.sent == 3 * MESSAGES - stats.dropped
                 assert stats.overflow_closes == 0
+                # It reads at last: what it got is in order, and under
+                # drop_oldest it ends with the newest message.
+                numbers = [
+                    number_of(await members[0].receive_frame()) for _ in range(MESSAGES - stats.dropped)
+                ]
+                assert numbers == sorted(numbers)
+                assert (numbers[-1] == MESSAGES - 1) is (overflow == "drop_oldest")
             else:
                 code = int(overflow[-4:])
                 assert stats.overflow_closes == 1
-                assert stats.dropped == 0
+                assert stats.drops == {overflow: 1}  # the message that found its outbox full
                 assert sockets[0].close_code == code
                 # What it was sent before, then the Close with the policy's code.
                 for _ in range(MESSAGES + 1):  # bounded: at most every message, then the Close
                     frame = await members[0].receive_frame()
                     if frame.opcode == CLOSE:
                         break
-                    assert (frame.opcode, frame.payload) == (BINARY, PAYLOAD)
+                    assert frame.payload[4:] == PAYLOAD[4:]
                 assert (frame.opcode, frame.close_code) == (CLOSE, code)

@@ -139,30 +139,77 @@ async def test_a_member_leaves_when_its_connection_ends() -> None:
             assert app.groups.members("room") == [sockets[1]]
 
 
-async def test_a_stuck_member_misses_messages_and_the_others_get_all() -> None:
+# The memory transport holds 16 unread messages and takes a 17th that then
+# waits to be written (its write_limit); the outbox holds 16 more.
+IN_TRANSPORT = 17
+TAKEN = IN_TRANSPORT + 16
+
+
+async def stuck_room(app: FastrAPI, clients: list[AsyncTestWebSocket], count: int) -> None:
+    """Broadcast ``count`` messages; every member but the first reads each as it comes."""
+    for index in range(count):
+        assert await app.groups.send_text("room", str(index)) >= len(clients) - 1
+        for ws in clients[1:]:
+            assert await ws.receive_text() == str(index)
+
+
+async def wait_drained(ws: WebSocket) -> None:
+    for _ in range(1000):  # bounded: its buffer drains within a few loop turns
+        if not ws._channel.congested and ws._channel.outbox_size == 0:
+            return
+        await anyio.sleep(0.001)
+    raise AssertionError("the member's buffer never drained")
+
+
+async def test_a_stuck_member_misses_the_newest_and_the_others_get_all() -> None:
     app, sockets = group_app()
     with anyio.fail_after(GUARD):
         async with AsyncTestClient(app) as client, members(client, "room", 3) as clients:
-            stuck, readers = sockets[0], clients[1:]
-            for index in range(100):
-                assert await app.groups.send_text("room", str(index)) >= 2
-                for ws in readers:  # the readers keep up; the first member never reads
-                    assert await ws.receive_text() == str(index)
+            stuck = sockets[0]
+            await stuck_room(app, clients, 100)
+            assert stuck._channel.outbox_size == 16
             stats = app.groups.stats()
-            # The memory transport holds 16 unread messages; the 17th waits
-            # to be written; every later one is dropped for the stuck member.
-            assert stats.dropped == 100 - 17
-            assert stats.drops == {"drop_newest": 100 - 17}
-            assert stats.sent == 2 * 100 + 17
+            assert stats.dropped == 100 - TAKEN
+            assert stats.drops == {"drop_newest": 100 - TAKEN}
+            assert stats.sent == 2 * 100 + TAKEN
             assert stuck.client_state is WebSocketState.CONNECTED
-            # The stuck member reads again: it gets what it was not spared, in order.
-            assert [await clients[0].receive_text() for _ in range(17)] == [str(n) for n in range(17)]
-            for _ in range(1000):  # bounded: its buffer drains within a few loop turns
-                if not stuck._channel.congested:
-                    break
-                await anyio.sleep(0.001)
+            # The stuck member reads again: it gets the first messages, in
+            # order, the outbox's last, and none that was dropped.
+            assert [await clients[0].receive_text() for _ in range(TAKEN)] == [str(n) for n in range(TAKEN)]
+            await wait_drained(stuck)
             assert await app.groups.send_text("room", "again") == 3
             assert [await ws.receive_text() for ws in clients] == ["again"] * 3
+
+
+async def test_drop_oldest_keeps_the_latest_messages_for_a_stuck_member() -> None:
+    app, sockets = group_app(group_overflow="drop_oldest")
+    with anyio.fail_after(GUARD):
+        async with AsyncTestClient(app) as client, members(client, "room", 3) as clients:
+            stuck = sockets[0]
+            await stuck_room(app, clients, 100)
+            stats = app.groups.stats()
+            assert stats.dropped == 100 - TAKEN
+            assert stats.drops == {"drop_oldest": 100 - TAKEN}
+            assert stats.sent == 2 * 100 + TAKEN
+            # What was in the transport already, then the 16 newest: the outbox
+            # gave up its oldest for each message that came while it was full.
+            expected = [*range(IN_TRANSPORT), *range(100 - 16, 100)]
+            assert [await clients[0].receive_text() for _ in range(TAKEN)] == [str(n) for n in expected]
+            await wait_drained(stuck)
+            assert await app.groups.send_text("room", "again") == 3
+            assert [await ws.receive_text() for ws in clients] == ["again"] * 3
+
+
+async def test_an_outbox_of_zero_applies_the_policy_at_the_write_limit() -> None:
+    app, sockets = group_app(group_outbox=0, group_overflow="drop_oldest")
+    with anyio.fail_after(GUARD):
+        async with AsyncTestClient(app) as client, members(client, "room", 2) as clients:
+            await stuck_room(app, clients, 30)
+            assert sockets[0]._channel.outbox_size == 0
+            assert app.groups.stats().dropped == 30 - IN_TRANSPORT
+            assert [await clients[0].receive_text() for _ in range(IN_TRANSPORT)] == [
+                str(n) for n in range(IN_TRANSPORT)
+            ]
 
 
 @pytest.mark.parametrize(("policy", "code"), [("close_1008", 1008), ("close_1013", 1013)])
@@ -170,26 +217,31 @@ async def test_a_close_policy_closes_the_stuck_member(policy: str, code: int) ->
     app, sockets = group_app(group_overflow=policy)
     with anyio.fail_after(GUARD):
         async with AsyncTestClient(app) as client, members(client, "room", 2) as clients:
-            for index in range(30):
-                await app.groups.send_text("room", str(index))
-                assert await clients[1].receive_text() == str(index)
+            await stuck_room(app, clients, TAKEN)
+            assert sockets[0].client_state is WebSocketState.CONNECTED  # behind, within bounds
+            await stuck_room(app, clients, 10)
             assert sockets[0].close_code == code
-            assert app.groups.stats().overflow_closes == 1
-            assert app.groups.stats().dropped == 0
-            # What it was sent before the close, then the close itself.
-            assert [await clients[0].receive_text() for _ in range(17)] == [str(n) for n in range(17)]
+            stats = app.groups.stats()
+            assert (stats.overflow_closes, stats.dropped, stats.drops) == (1, 1, {policy: 1})
+            # What reached its buffer before the close, then the close itself:
+            # the outbox's messages are never sent after it.
+            assert [await clients[0].receive_text() for _ in range(IN_TRANSPORT)] == [
+                str(n) for n in range(IN_TRANSPORT)
+            ]
             with pytest.raises(WebSocketDisconnect) as ended:
                 await clients[0].receive_text()
             assert ended.value.code == code
 
 
-def test_an_unknown_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="drop_newest"):
-        Groups(overflow="drop_oldest")  # type: ignore[arg-type]  # what this checks
+def test_unknown_policies_and_outboxes_are_refused() -> None:
+    with pytest.raises(ValueError, match="drop_newest, drop_oldest, close_1008, close_1013"):
+        Groups(overflow="drop_all")  # type: ignore[arg-type]  # what this checks
     groups = Groups()
     assert groups.overflow == "drop_newest"
     with pytest.raises(ValueError, match="close_1013"):
         groups.overflow = "close"  # type: ignore[assignment]  # what this checks
+    with pytest.raises(ValueError, match="outbox"):
+        Groups(outbox=-1)
 
 
 async def test_messages_of_the_wrong_type_are_refused() -> None:

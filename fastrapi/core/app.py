@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
 from fastrapi.core.body import check_body
-from fastrapi.core.groups import DEFAULT_OVERFLOW, Groups, Overflow
+from fastrapi.core.groups import DEFAULT_OUTBOX, DEFAULT_OVERFLOW, Groups, Overflow
 from fastrapi.core.handshake import check_size
 from fastrapi.core.lifespan import Lifespan, State, run_lifespan
 from fastrapi.core.request import Request
@@ -44,8 +44,10 @@ class FastrAPI:
         lifespan: an async context manager factory run around serving (see
             `fastrapi.core.lifespan`); what it yields lands on ``app.state``.
         group_overflow: the policy of ``app.groups`` for a member too slow
-            for a broadcast (`fastrapi.core.groups`): "drop_newest" (the
-            default), "close_1008" or "close_1013".
+            for a broadcast, once its outbox is full (`fastrapi.core.groups`):
+            "drop_newest" (the default), "drop_oldest", "close_1008" or "close_1013".
+        group_outbox: how many broadcast messages may wait for a member that
+            is behind, beyond ``write_limit`` bytes in its buffer (16).
         **overrides: individual settings, e.g. ``max_message_size=4 * 2**20``.
     """
 
@@ -55,10 +57,11 @@ class FastrAPI:
         *,
         lifespan: Lifespan | None = None,
         group_overflow: Overflow = DEFAULT_OVERFLOW,
+        group_outbox: int = DEFAULT_OUTBOX,
         **overrides: Any,
     ) -> None:
         self._settings = replace(settings or Settings(), **overrides)
-        self.groups = Groups(group_overflow)
+        self.groups = Groups(group_overflow, group_outbox)
         self._lifespan = lifespan
         self.state = State()
         self.websocket_router = Router()

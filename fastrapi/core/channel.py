@@ -16,13 +16,21 @@ the inbox down to a quarter of that.
 
 There is no task besides the handler's: keepalive pings, the idle timeout
 and the closing handshake's deadline are timer callbacks on the event loop.
+
+Broadcasts (`fastrapi.core.groups`) never wait either: `offer` writes a
+message at once, or, while the write buffer is over ``write_limit`` or a
+fragmented message is going out, puts it in a small outbox that the channel
+writes out itself once the buffer drains. The outbox exists only while a
+member is behind, and its bound is the group's.
 """
 
 from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import IntEnum
 
 from fastrapi.core.codes import CloseCode, is_sendable
 from fastrapi.core.exceptions import ConcurrentReceiveError, TransportClosed, WebSocketDisconnect
@@ -33,6 +41,18 @@ from fastrapi.core.timers import Deadlines, deadlines
 from fastrapi.core.transport import Transport
 
 _CONNECTED = WebSocketState.CONNECTED
+
+
+class Offered(IntEnum):
+    """What `Channel.offer` did with a message."""
+
+    WRITTEN = 0  # in the transport's buffer now
+    QUEUED = 1  # in the outbox: written by the channel once the buffer drains
+    DISPLACED = 2  # queued, and the outbox's oldest message dropped to make room
+    FULL = 3  # not taken: the outbox is full
+    CLOSED = 4  # not taken: the connection is closing or gone
+
+
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -113,6 +133,7 @@ class Channel:
         "_loop",
         "_low",
         "_max_size",
+        "_outbox",
         "_paused",
         "_pongs",
         "_settings",
@@ -161,6 +182,9 @@ class Channel:
         # Set while a write that `offer` made left the transport over its
         # write_limit: offers are refused until it drains.
         self._draining: Waiter | None = None
+        # Broadcasts that came while the buffer was over the limit or a
+        # fragmented message was going out; made then, dropped once empty.
+        self._outbox: deque[str | bytes] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -354,42 +378,83 @@ class Channel:
         if self._track_idle:
             self._last_activity = self._loop.time()
 
-    def offer(self, data: str | bytes) -> bool:
-        """Write a whole message now if this connection can take it; never waits.
+    def offer(self, data: str | bytes, room: int, displace: bool = False) -> Offered:
+        """Take a broadcast message now, without ever waiting.
 
-        For a broadcast: False, with nothing written, while the connection
-        is closing or gone, a fragmented message is going out (a message
-        may not come between its frames, RFC 6455 section 5.4), or an earlier
-        offer left the write buffer over ``write_limit`` and it has not
-        drained yet (`congested`). True once written; the write may have
-        just pushed the buffer over the limit, which `congested` then says.
+        Written at once when this connection can take it. While it cannot (an
+        earlier write left the buffer over ``write_limit`` and it has not
+        drained yet, or a fragmented message is going out and nothing may come
+        between its frames, RFC 6455 section 5.4), the message waits in the
+        outbox, up to ``room`` messages, and the channel writes them out in
+        order as soon as it can. With the outbox full, ``displace`` drops its
+        oldest message to make room (`Offered.DISPLACED`); otherwise this
+        message is not taken (`Offered.FULL`).
         """
-        if self._state.state is not _CONNECTED or self._fragmenting or self._draining is not None:
-            return False
+        if self._state.state is not _CONNECTED:
+            return Offered.CLOSED
+        outbox = self._outbox
+        if outbox is not None or self._draining is not None or self._fragmenting:
+            if outbox is None:
+                outbox = self._outbox = deque()
+            if len(outbox) < room:
+                outbox.append(data)
+                return Offered.QUEUED
+            if displace and outbox:
+                outbox.popleft()
+                outbox.append(data)
+                return Offered.DISPLACED
+            return Offered.FULL
         try:
             pending = self.transport.send(data)
         except TransportClosed:
-            return False
+            return Offered.CLOSED
         if pending is not None:
-            # Nobody waits here: the wait goes on by itself, only as long as
-            # the buffer is over its limit, and offers are refused meanwhile
-            # (a transport whose writes are awaited makes the write in it).
-            draining = self._draining = watch(pending)
-            draining.add_done_callback(self._drained)
+            self._watch_drain(pending)
         if self._track_idle:
             self._last_activity = self._loop.time()
-        return True
+        return Offered.WRITTEN
+
+    def _watch_drain(self, pending: Awaitable[None]) -> None:
+        # Nobody waits here: the wait goes on by itself, only as long as the
+        # buffer is over its limit, and later offers queue meanwhile (a
+        # transport whose writes are awaited makes the write in it).
+        draining = self._draining = watch(pending)
+        draining.add_done_callback(self._drained)
 
     @property
     def congested(self) -> bool:
-        """Whether offers are refused because the write buffer is over its limit."""
+        """Whether broadcasts queue instead of being written: the buffer is over its limit."""
         return self._draining is not None
+
+    @property
+    def outbox_size(self) -> int:
+        """Broadcast messages waiting in the outbox."""
+        return 0 if self._outbox is None else len(self._outbox)
 
     def _drained(self, draining: Waiter) -> None:
         if self._draining is draining:
             self._draining = None
-        if not draining.cancelled():
-            draining.exception()  # TransportClosed once the connection is lost: seen, not logged
+        if draining.cancelled():
+            return
+        if draining.exception() is None:  # TransportClosed once the connection is lost: seen, not logged
+            self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        """Write what the outbox holds, in order, until the buffer is over its limit again."""
+        outbox = self._outbox
+        while outbox and self._draining is None and not self._fragmenting:
+            if self._state.state is not _CONNECTED:
+                outbox.clear()  # never a message after our Close
+                break
+            try:
+                pending = self.transport.send(outbox.popleft())
+            except TransportClosed:
+                outbox.clear()
+                break
+            if pending is not None:
+                self._watch_drain(pending)
+        if not outbox:
+            self._outbox = None
 
     async def send_fragments(self, fragments: AsyncIterator[str | bytes | bytearray | memoryview]) -> None:
         """Send one message, a frame for each item, as each comes.
@@ -426,6 +491,7 @@ class Channel:
         finally:
             self._fragmenting = False
             self._release_turns()
+            self._flush_outbox()  # broadcasts that waited for the message's end
         if self._track_idle:
             self._last_activity = self._loop.time()
 
@@ -574,6 +640,7 @@ class Channel:
         # discarding them); reading goes on, to see the peer's Close.
         self.inbox.clear()
         self._assembler = None
+        self._outbox = None  # broadcasts not written yet never will be
         if self._paused:
             self._paused = False
             self.transport.resume_reading()
@@ -593,6 +660,7 @@ class Channel:
             self.close_code = CloseCode.ABNORMAL_CLOSURE
         self._state.try_apply(Transition.PEER_CLOSED)
         self._cancel_timers()
+        self._outbox = None
         self.transport.abort()
         self._wake()
         if self._pongs is not None:
@@ -635,6 +703,7 @@ class Channel:
         self._cancel_timers()
         if self._draining is not None:  # nobody is left to offer more
             self._draining.cancel()
+        self._outbox = None
         self.inbox.clear()
 
 

@@ -6,23 +6,29 @@
 A broadcast never waits for a member. It offers the message to each member
 in turn (`Channel.offer`), which writes it into that connection's buffer at
 once, as any send does, and never awaits. A member whose buffer is over
-``write_limit`` (a slow or stuck reader: its bounded outbox is full) cannot
-take it; the group's overflow policy says what happens to it instead:
+``write_limit`` (a slow or stuck reader) gets it in its outbox instead, a
+queue of at most ``outbox`` messages (16 by default) that its channel writes
+out, in order, as the buffer drains. When that outbox is full too, the
+group's overflow policy says what happens:
 
 ``"drop_newest"`` (the default)
-    That member misses the message (counted in `stats`) and gets the next
-    ones again once its buffer has drained below the limit.
+    The member misses this message; it gets the next ones again once its
+    outbox has room.
+``"drop_oldest"``
+    The outbox's oldest message is dropped to make room for this one: a
+    member that catches up gets the latest state (a ticker, a dashboard).
 ``"close_1008"`` / ``"close_1013"``
-    That member is closed with 1008 (policy violation) or 1013 (try again
-    later) as soon as a message leaves its buffer over the limit.
+    The member is closed with 1008 (policy violation) or 1013 (try again
+    later); what its outbox held is never sent.
 
-There is no ``"drop_oldest"``: a message handed to the transport is already
-framed in its write buffer, and no transport can take one back, so the only
-message a broadcast can still decline is the newest.
+Every drop is counted in `stats`, by policy. A member's buffer holds at most
+``write_limit`` bytes plus ``outbox`` messages of broadcasts, however far
+behind it is.
 
 Guarantees: in this process only; at most once per member (a member either
 gets a message or misses it, never twice); a sender's broadcasts reach each
-member in the order they were made. A member leaves every group when its
+member in the order they were made (a handler's own ``send_*`` is not
+ordered with broadcasts still in its outbox). A member leaves every group when its
 session ends; a connection that is not open is not added.
 """
 
@@ -32,15 +38,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from fastrapi.core import json
+from fastrapi.core.channel import Offered
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.state import WebSocketState
 
 if TYPE_CHECKING:
     from fastrapi.core.websocket import WebSocket
 
-Overflow = Literal["drop_newest", "close_1008", "close_1013"]
+Overflow = Literal["drop_newest", "drop_oldest", "close_1008", "close_1013"]
 OVERFLOW_POLICIES: tuple[str, ...] = get_args(Overflow)
 DEFAULT_OVERFLOW: Overflow = "drop_newest"
+DEFAULT_OUTBOX = 16  # messages: as many as a connection's inbox holds (max_queue)
 _CLOSE_CODES = {"close_1008": CloseCode.POLICY_VIOLATION, "close_1013": CloseCode.TRY_AGAIN_LATER}
 _OVERFLOW_REASON = "too slow for the group's broadcasts"
 _CONNECTED = WebSocketState.CONNECTED
@@ -53,8 +61,9 @@ class GroupStats:
     Attributes:
         members: connections in at least one group.
         groups: each group's name and how many members it has.
-        sent: messages written to a member (one per member reached).
-        dropped: messages a member missed because it could not take them.
+        sent: messages written to a member or waiting in its outbox (one per
+            member reached; a message dropped from an outbox leaves this count).
+        dropped: messages a member missed because its outbox was full.
         drops: ``dropped`` by the policy in force when each happened.
         overflow_closes: members closed by a ``close_*`` policy.
     """
@@ -71,17 +80,32 @@ class Groups:
     """Named sets of open connections, with broadcast to each set.
 
     Args:
-        overflow: what happens to a member that cannot take a broadcast
-            (see the module's documentation); ``"drop_newest"`` by default.
+        overflow: what happens to a member whose outbox is full (see the
+            module's documentation); ``"drop_newest"`` by default.
+        outbox: how many broadcast messages a member that is behind may have
+            waiting, beyond the ``write_limit`` bytes in its buffer; 0 applies
+            the policy as soon as the buffer is over its limit.
 
     Raises:
-        ValueError: ``overflow`` names no policy.
+        ValueError: ``overflow`` names no policy, or ``outbox`` is negative.
     """
 
-    __slots__ = ("_dropped", "_drops", "_groups", "_joined", "_overflow", "_overflow_closes", "_sent")
+    __slots__ = (
+        "_dropped",
+        "_drops",
+        "_groups",
+        "_joined",
+        "_outbox",
+        "_overflow",
+        "_overflow_closes",
+        "_sent",
+    )
 
-    def __init__(self, overflow: Overflow = DEFAULT_OVERFLOW) -> None:
+    def __init__(self, overflow: Overflow = DEFAULT_OVERFLOW, outbox: int = DEFAULT_OUTBOX) -> None:
+        if not isinstance(outbox, int) or outbox < 0:
+            raise ValueError(f"a group outbox holds a number of messages >= 0, not {outbox!r}")
         self._overflow: Overflow = _checked(overflow)
+        self._outbox = outbox
         # Dicts, not sets: members are reached in the order they joined.
         self._groups: dict[str, dict[WebSocket, None]] = {}
         self._joined: dict[WebSocket, set[str]] = {}  # each member's groups, to forget it at once
@@ -153,7 +177,8 @@ class Groups:
     async def send_text(self, name: str, message: str, exclude: WebSocket | None = None) -> int:
         """Send a text message to every member of ``name`` but ``exclude``.
 
-        Returns how many members it was written to; never waits for one.
+        Returns how many members took it (written, or queued in their outbox);
+        never waits for one.
 
         Raises:
             TypeError: ``message`` is not a str.
@@ -195,35 +220,37 @@ class Groups:
         if not members:
             return 0
         policy = self._overflow
-        close_code = _CLOSE_CODES.get(policy)
-        delivered = dropped = 0
+        room = self._outbox
+        displace = policy == "drop_oldest"
+        taken = displaced = dropped = 0
         gone: list[WebSocket] = []
         # Nothing below awaits, so no member can join or leave during the
         # loop; the copy is for the members this loop itself takes out.
         for ws in tuple(members):
             if ws is exclude:
                 continue
-            channel = ws._channel
-            if channel.offer(data):
-                delivered += 1
-                if close_code is not None and channel.congested:
-                    # Written, but over the limit: this member cannot keep up.
-                    channel.start_close(close_code, _OVERFLOW_REASON)
-                    self._overflow_closes += 1
-            elif ws.client_state is not _CONNECTED:
-                gone.append(ws)  # closing or closed: its session will end soon
-            else:
+            offered = ws._channel.offer(data, room, displace)
+            if offered <= Offered.QUEUED:
+                taken += 1
+            elif offered is Offered.DISPLACED:
+                # This one is queued; the oldest queued one will never be sent.
+                displaced += 1
+            elif offered is Offered.FULL:
                 dropped += 1
-                if close_code is not None and channel.congested:
-                    channel.start_close(close_code, _OVERFLOW_REASON)
+                close_code = _CLOSE_CODES.get(policy)
+                if close_code is not None:
+                    ws._channel.start_close(close_code, _OVERFLOW_REASON)
                     self._overflow_closes += 1
+            else:
+                gone.append(ws)  # closing or closed: its session will end soon
         for ws in gone:
             self.discard(name, ws)
-        self._sent += delivered
+        self._sent += taken
+        dropped += displaced
         if dropped:
             self._dropped += dropped
             self._drops[policy] = self._drops.get(policy, 0) + dropped
-        return delivered
+        return taken + displaced
 
     # -- statistics -----------------------------------------------------------
 
