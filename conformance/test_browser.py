@@ -1,4 +1,4 @@
-"""The guide's client.html and the demo page, in a real browser, on every backend."""
+"""The guide's client.html and the chat page (demo.py, chat_groups.py) in a real browser, every backend."""
 
 from __future__ import annotations
 
@@ -36,16 +36,17 @@ async def test_the_guides_client_html_talks_to_main_py(backend: str, tmp_path: P
     assert "Server: " + json.dumps(reply, ensure_ascii=False, separators=(",", ":")) in text
 
 
-def load_demo() -> object:
-    spec = importlib.util.spec_from_file_location("fastrapi_demo_in_browser", EXAMPLES / "demo.py")
+def load_chat(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(f"fastrapi_{name}_in_browser", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-async def test_the_demo_chat_page_in_two_tabs(backend: str, tmp_path: Path) -> None:
-    demo = load_demo()
+@pytest.mark.parametrize("example", ["demo", "chat_groups"])
+async def test_the_chat_page_in_two_tabs(backend: str, example: str, tmp_path: Path) -> None:
+    demo = load_chat(example)
     async with serving(demo.app, backend) as url:  # type: ignore[attr-defined]
         http = url.replace("ws://", "http://")
         async with (
