@@ -60,6 +60,16 @@ async def login(ws: WebSocket) -> None:
     await ws.deny(401, {"www-authenticate": "Bearer"}, b"who are you?")
 
 
+@app.websocket("/room/{name}")
+async def room(ws: WebSocket, name: str) -> None:
+    await ws.accept()
+    await app.groups.add(name, ws)
+    await ws.send_text("joined")
+    async for text in ws.iter_text():
+        for number in range(20):  # a burst: the outbox holds what the server has not taken yet
+            await app.groups.send_text(name, f"{text} {number}")
+
+
 @app.get("/health")
 async def health() -> str:
     return "ok"
@@ -175,6 +185,26 @@ async def test_deny_reaches_the_client_with_its_status_headers_and_body(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.body == b"who are you?"
+
+
+async def test_group_broadcasts_reach_every_member_in_order(asgi_server_name: str, tmp_path: Path) -> None:
+    # Under ASGI every write is awaited: a member takes one broadcast at a
+    # time, and the rest of a burst waits in its outbox (16 by default).
+    with asgi_server(asgi_server_name, tmp_path, "asgiapp:app") as server, anyio.fail_after(GUARD):
+        base = f"ws://127.0.0.1:{server.port}/room/lobby"
+        async with (
+            connect(base) as ann,
+            connect(base) as bob,
+            connect(f"ws://127.0.0.1:{server.port}/room/other") as eve,
+        ):
+            for ws in (ann, bob, eve):
+                assert await ws.recv() == "joined"
+            await ann.send("from ann")
+            got = {name: [await ws.recv() for _ in range(17)] for name, ws in (("ann", ann), ("bob", bob))}
+            # The first went out at once, the next 16 waited: the rest of the burst was dropped.
+            assert got["ann"] == got["bob"] == [f"from ann {number}" for number in range(17)]
+            await eve.send("from eve")
+            assert await eve.recv() == "from eve 0"  # nothing from the lobby reached the other room
 
 
 # hypercorn 0.18 reports a client's Close as 1006 (its disconnect event has
