@@ -76,8 +76,8 @@ def serve(
     _show_pids()
     if not access_log:
         logging.getLogger("fastrapi.access").setLevel(logging.WARNING)
-    _warn_if_groups_are_local(app, workers)
     shared = share_port(host, port)
+    _warn_if_groups_are_local(app, workers)
     settings = app.settings
     supervisor = Supervisor(
         workers,
