@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conformance.conftest import ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, free_port
+from conformance.conftest import ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT
 
 pytestmark = [
     pytest.mark.anyio,
@@ -136,6 +136,20 @@ async def open_client(stack: AsyncExitStack, url: str) -> tuple[ClientConnection
     return ws, int(pid)
 
 
+async def open_client_of_a_new_worker(
+    stack: AsyncExitStack, url: str, known: set[int]
+) -> tuple[ClientConnection, int]:
+    """A connection to a worker not in ``known`` (one started since), kept open
+    until ``stack`` closes; the caller bounds the wait for it to listen."""
+    while True:
+        async with AsyncExitStack() as attempt:
+            ws, pid = await open_client(attempt, url)
+            if pid not in known:
+                stack.push_async_exit(attempt.pop_all())
+                return ws, pid
+        await anyio.sleep(POLL)  # the new worker does not listen yet
+
+
 async def assert_going_away(ws: ClientConnection) -> None:
     with pytest.raises(ConnectionClosed) as closed:
         await ws.recv()
@@ -169,10 +183,8 @@ async def test_workers_share_the_port_a_killed_one_is_replaced_and_sigterm_close
                     assert await ws.recv() == f"{survivor}: still here"
 
                 # New connections reach the replacement once it listens.
-                replacement = survivor
-                while replacement == survivor:
-                    ws, replacement = await open_client(stack, server.url)
-                    live.append((ws, replacement))
+                ws, replacement = await open_client_of_a_new_worker(stack, server.url, {survivor})
+                live.append((ws, replacement))
                 assert replacement not in (victim, supervisor)
 
                 server.process.send_signal(signal.SIGTERM)
@@ -234,10 +246,9 @@ async def test_fastrapi_run_with_workers_serves_from_that_many_processes(tmp_pat
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes in /proc")
 async def test_one_worker_serves_in_the_process_itself(tmp_path: Path) -> None:
-    port = free_port()
-    with serving(tmp_path, str(APP), str(port), "wsproto", "1") as server:
-        server.port = port
-        await server.wait_for(f"fastrapi serving on http://127.0.0.1:{port} \\(backend wsproto\\)")
+    with serving(tmp_path, str(APP), "0", "wsproto", "1") as server:
+        found = await server.wait_for(r"fastrapi serving on http://127\.0\.0\.1:(\d+) \(backend wsproto\);")
+        server.port = int(found[1])
         async with AsyncExitStack() as stack:
             with anyio.fail_after(GUARD):
                 _, pid = await open_client(stack, server.url)
@@ -289,3 +300,34 @@ async def test_workers_that_cannot_start_end_the_server_with_status_1(
     for message in messages:
         assert message in output
     assert "fastrapi serving on" not in output
+
+
+STUCK_SHUTDOWN = """
+import time
+from contextlib import asynccontextmanager
+from fastrapi import FastrAPI
+
+@asynccontextmanager
+async def lifespan(app):
+    yield
+    print("worker shutting down", flush=True)
+    time.sleep(3600)  # blocks its event loop: nothing but SIGKILL ends it
+
+app = FastrAPI(lifespan=lifespan, shutdown_timeout=0.1, close_timeout=0.1)
+app.serve("127.0.0.1", 0, workers=2)
+"""
+
+
+@pytest.mark.slow
+async def test_a_worker_that_does_not_stop_is_killed_after_the_stop_timeout(tmp_path: Path) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_SHUTDOWN)
+    with serving(tmp_path, str(script)) as served:
+        server = await served.started()
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0  # past 0.1 + 0.1 + 5 s
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server.process.pid, 0)
+    output = server.output()
+    assert output.count("worker shutting down") == 2
+    assert len(re.findall(r"worker \d+ still running 5\.2 s after the stop; killing it", output)) == 2
