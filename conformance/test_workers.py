@@ -115,6 +115,16 @@ async def still_there(pids: set[int]) -> set[int]:
     return {pid for pid in pids if exists(pid)}
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie does not (an orphan's waits for
+    whichever process reaps orphans here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return exists(pid)  # gone, or no /proc here
+    return state != "Z"
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid``, from /proc."""
     found = []
@@ -198,6 +208,26 @@ async def test_workers_share_the_port_a_killed_one_is_replaced_and_sigterm_close
     assert f"worker {replacement} started" in output
     assert "SIGTERM received; stopping the workers" in output
     assert "Traceback" not in output
+
+
+async def test_the_workers_of_a_killed_supervisor_stop_by_themselves_with_1001(tmp_path: Path) -> None:
+    with serving(tmp_path, str(APP), "0", "wsproto", "2") as served:
+        server = await served.started()
+        async with AsyncExitStack() as stack:
+            with anyio.fail_after(3 * GUARD):
+                clients = [await open_client(stack, server.url) for _ in range(CLIENTS)]
+                os.kill(server.process.pid, signal.SIGKILL)  # it cannot pass anything on
+                for ws, _ in clients:
+                    await assert_going_away(ws)
+        workers = {pid for _, pid in clients}
+        for _ in range(int(GUARD / POLL)):
+            if not any(running(pid) for pid in workers):
+                break
+            await anyio.sleep(POLL)
+        assert {pid for pid in workers if running(pid)} == set()
+    output = server.output()
+    for pid in workers:
+        assert f"worker {pid}: its supervisor {server.process.pid} is gone; stopping" in output
 
 
 async def test_without_reuse_port_the_workers_accept_on_one_shared_socket(

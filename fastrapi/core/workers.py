@@ -5,7 +5,8 @@ binds the port (`share_port`), forks the workers before any event loop
 runs, and keeps them running. Each worker is a whole server, as
 ``serve(workers=1)`` is: its own event loop, lifespan, connections and
 groups, and the same shutdown (1001 to each connection) on SIGINT or
-SIGTERM, which the supervisor passes on to every worker.
+SIGTERM, which the supervisor passes on to every worker. A worker whose
+supervisor was killed stops by itself.
 
 Forking is what lets ``app.serve(workers=2)`` run from a plain script:
 each worker starts with the app object as it is, with no import string.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +27,7 @@ import anyio
 from fastrapi.core import server as _server
 from fastrapi.core.lifespan import LifespanStartupError
 from fastrapi.core.listeners import SharedPort, share_port
+from fastrapi.core.loop import running_loop
 from fastrapi.core.request import Address
 from fastrapi.core.supervisor import EXIT_STARTUP_FAILED, Supervisor
 from fastrapi.core.transport import Application, Server
@@ -34,6 +37,8 @@ logger = logging.getLogger("fastrapi.server")
 # Seconds a worker gets to stop beyond its settings' shutdown_timeout and
 # close_timeout: the lifespan's shutdown and the process's exit.
 STOP_SLACK = 5.0
+# Seconds between a worker's looks at whether its supervisor is still there.
+SUPERVISOR_CHECK = 1.0
 # Lines of N + 1 processes interleave: each says which one wrote it.
 PID_FORMAT = "%(levelname)s %(name)s [%(process)d]: %(message)s"
 
@@ -81,7 +86,7 @@ def serve(
     settings = app.settings
     supervisor = Supervisor(
         workers,
-        partial(_work, app, live, host, port, backend, tls, shared),
+        partial(_work, app, live, host, port, backend, tls, shared, os.getpid()),
         announce=partial(_announce, shared.address, backend, tls is not None, workers),
         release=shared.close,
         stop_timeout=settings.shutdown_timeout + settings.close_timeout + STOP_SLACK,
@@ -103,6 +108,7 @@ def _work(
     backend: str,
     tls: SSLContext | None,
     shared: SharedPort,
+    supervisor: int,
     serving: Callable[[], None],
 ) -> int:
     """A worker's life, in the forked process: serve until SIGINT or SIGTERM;
@@ -111,6 +117,7 @@ def _work(
     def announce(server: Server) -> None:
         logger.info("worker %d serving", os.getpid())
         serving()
+        _stop_when_orphaned(supervisor)
 
     sock = shared.worker_socket()
     try:
@@ -119,6 +126,16 @@ def _work(
         logger.error("%s; not serving", failure, exc_info=failure.__cause__)
         return EXIT_STARTUP_FAILED
     return 0
+
+
+def _stop_when_orphaned(supervisor: int) -> None:
+    """Stop this worker as SIGTERM does once its supervisor is gone: killed,
+    it passed no signal on, and nothing else would ever stop the worker."""
+    if os.getppid() == supervisor:
+        running_loop().call_later(SUPERVISOR_CHECK, _stop_when_orphaned, supervisor)
+        return
+    logger.warning("worker %d: its supervisor %d is gone; stopping", os.getpid(), supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _announce(address: Address, backend: str, tls: bool, workers: int) -> None:
