@@ -1,6 +1,7 @@
 """The ``fastrapi`` command (also ``python -m fastrapi``).
 
     fastrapi run main:app --port 8000 --reload
+    fastrapi run main:app --workers 4
     fastrapi backends
 
 ``run`` imports the app from an import string, as uvicorn does, and calls
@@ -138,6 +139,13 @@ def build_parser() -> ArgumentParser:
             action="store_false",
             help="no line per connection (the fastrapi.access logger)",
         ),
+        serving.add_argument(
+            "--workers",
+            type=worker_count,
+            default=1,
+            metavar="N",
+            help="serve from N processes sharing the port (default: %(default)s, this process alone)",
+        ),
     ]
     run.add_argument(
         "--log-level",
@@ -166,6 +174,16 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"invalid worker count {text!r}: give a number of 1 or more")
+    return count
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -185,6 +203,12 @@ def run_command(args: argparse.Namespace) -> int:
     options["backend"] = check_backend(args.backend)
     if args.reload_dir and not args.reload:
         raise CommandError("--reload-dir needs --reload", EXIT_USAGE)
+    if args.reload and args.workers > 1:
+        raise CommandError(
+            "--reload and --workers do not go together: --reload restarts one server process; "
+            "drop --workers while developing",
+            EXIT_USAGE,
+        )
     if not args.reload:
         return serve(target, options, args.log_level)
     directories = args.reload_dir or [Path.cwd()]

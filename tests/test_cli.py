@@ -405,6 +405,27 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int,
             2,
             "fastrapi: error: --reload-dir 'nowhere' is not a directory",
         ),
+        (
+            ["app:app", "--workers", "0"],
+            {},
+            2,
+            "fastrapi run: error: argument --workers: invalid worker count '0': give a number of 1 or more "
+            "(see 'fastrapi run --help')",
+        ),
+        (
+            ["app:app", "--workers", "many"],
+            {},
+            2,
+            "fastrapi run: error: argument --workers: invalid worker count 'many': "
+            "give a number of 1 or more (see 'fastrapi run --help')",
+        ),
+        (
+            ["app:app", "--workers", "2", "--reload"],
+            {},
+            2,
+            "fastrapi: error: --reload and --workers do not go together: --reload restarts one server "
+            "process; drop --workers while developing",
+        ),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -416,14 +437,17 @@ def test_each_error_is_one_line_and_an_exit_status(
     assert_one_line_error(result, status, message.format(cwd=os.path.realpath(tmp_path)))
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path, backend: str) -> None:
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path, backend: str, workers: str) -> None:
     write_app(tmp_path, "")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(tmp_path, "run", "app:app", "--port", str(port), "--backend", backend)
+        result = run_cli(
+            tmp_path, "run", "app:app", "--port", str(port), "--backend", backend, "--workers", workers
+        )
     assert_one_line_error(
         result,
         1,
@@ -526,6 +550,7 @@ def test_help_lists_the_commands_and_every_run_option(capsys: pytest.CaptureFixt
         "--no-access-log",
         "--ssl-certfile",
         "--ssl-keyfile",
+        "--workers",
     }
 
 

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from socket import socket
+from ssl import SSLContext
 
 from fastrapi.core.request import Address
+
+
+async def listen(
+    factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    tls: SSLContext | None,
+    sock: socket | None,
+) -> asyncio.Server:
+    """``loop.create_server`` on ``host:port``, or on the socket the core bound (`Backend.run`)."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, ssl=tls)
+    return await loop.create_server(factory, host, port, ssl=tls)
 
 
 def drop(transport: asyncio.BaseTransport | None, grace: float) -> None:

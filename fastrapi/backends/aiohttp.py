@@ -42,6 +42,7 @@ import struct
 import zlib
 from collections.abc import Awaitable, Iterable
 from dataclasses import replace
+from socket import socket
 from ssl import SSLContext
 from typing import Any
 
@@ -52,7 +53,7 @@ from aiohttp.http_websocket import WS_KEY, WebSocketReader, ws_ext_gen, ws_ext_p
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict, istr
 
-from fastrapi.backends._sockets import drop, peer_address
+from fastrapi.backends._sockets import drop, listen, peer_address
 from fastrapi.core.badrequests import log_bad_request
 from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
@@ -145,7 +146,13 @@ class AiohttpBackend:
         self._web: _WebServer | None = None
 
     async def run(
-        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+        self,
+        host: str,
+        port: int,
+        tls: SSLContext | None,
+        *,
+        task_status: TaskStatus[Server],
+        sock: socket | None = None,
     ) -> None:
         settings = self.app.settings
         # aiohttp answers oversized requests with 400; its limits are set
@@ -160,7 +167,7 @@ class AiohttpBackend:
             access_log=None,
             keepalive_timeout=0,  # one request per connection; open_timeout bounds the wait for it
         )
-        listener = await running_loop().create_server(web_server, host, port, ssl=tls)
+        listener = await listen(web_server, host, port, tls, sock)
         try:
             task_status.started(AiohttpServer(self, listener))
             await self.stopped.wait()

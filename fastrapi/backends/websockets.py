@@ -31,6 +31,7 @@ import http
 import logging
 import re
 from collections.abc import Awaitable, Generator
+from socket import socket
 from ssl import SSLContext
 from typing import Any, NoReturn, cast
 
@@ -373,13 +374,20 @@ class WebsocketsBackend:
         self.app = app
 
     async def run(
-        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+        self,
+        host: str,
+        port: int,
+        tls: SSLContext | None,
+        *,
+        task_status: TaskStatus[Server],
+        sock: socket | None = None,
     ) -> None:
         settings = self.app.settings
         server = await serve(
             _never_called,
-            host,
-            port,
+            None if sock else host,  # create_server takes a socket or an address, never both
+            None if sock else port,
+            sock=sock,
             ssl=tls,
             compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
             server_header=None,

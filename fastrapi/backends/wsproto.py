@@ -22,6 +22,7 @@ import asyncio
 import zlib
 from collections.abc import Awaitable
 from dataclasses import replace
+from socket import socket
 from ssl import SSLContext
 
 import h11
@@ -33,7 +34,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
-from fastrapi.backends._sockets import drop, peer_address
+from fastrapi.backends._sockets import drop, listen, peer_address
 from fastrapi.core.body import BodyBuffer, check_announced, too_large
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.exceptions import TransportClosed
@@ -106,10 +107,15 @@ class WsprotoBackend:
         self.sessions: set[asyncio.Task[None]] = set()
 
     async def run(
-        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+        self,
+        host: str,
+        port: int,
+        tls: SSLContext | None,
+        *,
+        task_status: TaskStatus[Server],
+        sock: socket | None = None,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: WsprotoConnection(self), host, port, ssl=tls)
+        server = await listen(lambda: WsprotoConnection(self), host, port, tls, sock)
         task_status.started(WsprotoServer(self, server))
         try:
             await self.stopped.wait()

@@ -11,6 +11,7 @@ from ssl import SSLContext
 from typing import Any, TypeVar
 
 from fastrapi.core import server as _server
+from fastrapi.core import workers as _workers
 from fastrapi.core.body import check_body
 from fastrapi.core.groups import DEFAULT_OUTBOX, DEFAULT_OVERFLOW, Groups, Overflow
 from fastrapi.core.handshake import check_size
@@ -159,6 +160,7 @@ class FastrAPI:
         ssl: SSLContext | None = None,
         certfile: str | os.PathLike[str] | None = None,
         keyfile: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
         """Serve until Ctrl+C (SIGINT) or SIGTERM, then shut down cleanly.
 
@@ -174,24 +176,26 @@ class FastrAPI:
             certfile, keyfile: the shortcut for ``ssl``: a PEM certificate
                 chain and its key (``keyfile`` may be omitted when the
                 certificate file holds the key).
+            workers: more than 1 forks that many worker processes sharing the
+                port (`fastrapi.core.workers`), each with its own lifespan
+                and connections; this process supervises them.
 
         Raises:
             UnknownBackendError: ``backend`` names no registered backend.
             SystemExit(1): the lifespan's start-up failed (logged with its traceback).
-            ValueError: both ``ssl`` and ``certfile`` given, or ``keyfile`` without ``certfile``.
+            ValueError: both ``ssl`` and ``certfile`` given, or ``keyfile`` without
+                ``certfile``, or ``workers`` less than 1.
+            RuntimeError: ``workers`` over 1 where there is no ``os.fork``.
         """
+        _workers.check_count(workers)
         if settings is not None:
             self._settings = settings
         tls = server_context(ssl, certfile, keyfile)
-        _server.serve(
-            self,
-            self._live,
-            host,
-            port,
-            backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND,
-            access_log,
-            tls,
-        )
+        backend = backend or os.environ.get("FASTRAPI_BACKEND") or DEFAULT_BACKEND
+        if workers > 1:
+            _workers.serve(self, self._live, host, port, backend, access_log, tls, workers)
+            return
+        _server.serve(self, self._live, host, port, backend, access_log, tls)
 
     @asynccontextmanager
     async def run_server(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import import_module
+from socket import socket
 from ssl import SSLContext
 from typing import TYPE_CHECKING, cast
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from fastrapi.core.websocket import WebSocket
 
 logger = logging.getLogger("fastrapi.server")
+# The name of the log handler that serve() sets up when the program has none.
+LOG_HANDLER = "fastrapi"
 
 
 def load_backend(name: str) -> type[Backend]:
@@ -94,14 +98,17 @@ async def running(
     port: int,
     backend: str,
     tls: SSLContext | None = None,
+    sock: socket | None = None,
 ) -> AsyncIterator[Server]:
     """Serve ``app`` with ``backend`` on ``host:port`` (over TLS with ``tls``)
-    inside the block; shut down on exit."""
+    inside the block; shut down on exit. ``sock``: listen on this bound
+    socket instead (`Backend.run`)."""
     backend_class = load_backend(backend)
     # The lifespan wraps the whole serve: its start-up runs before anything
     # listens, its shutdown after the last connection has closed.
     async with app.lifespan_context(), anyio.create_task_group() as task_group:
-        server: Server = await task_group.start(backend_class(app).run, host, port, tls)
+        run = partial(backend_class(app).run, sock=sock)
+        server: Server = await task_group.start(run, host, port, tls)
         try:
             yield server
         finally:
@@ -136,16 +143,28 @@ def serve(
 
 
 async def _serve_until_signal(
-    app: Application, live: LiveConnections, host: str, port: int, backend: str, tls: SSLContext | None
+    app: Application,
+    live: LiveConnections,
+    host: str,
+    port: int,
+    backend: str,
+    tls: SSLContext | None,
+    sock: socket | None = None,
+    announce: Callable[[Server], None] | None = None,
 ) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down. ``announce`` is told once
+    the server listens; by default it logs where."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with running(app, live, host, port, backend, tls) as server:
-            for address in server.addresses:
-                logger.info(
-                    "fastrapi serving on %s (backend %s); press Ctrl+C to stop",
-                    _url(address, tls is not None),
-                    backend,
-                )
+        async with running(app, live, host, port, backend, tls, sock) as server:
+            if announce is not None:
+                announce(server)
+            else:
+                for address in server.addresses:
+                    logger.info(
+                        "fastrapi serving on %s (backend %s); press Ctrl+C to stop",
+                        _url(address, tls is not None),
+                        backend,
+                    )
             async for signum in signals:
                 logger.info("%s received; closing connections", signal.Signals(signum).name)
                 break
@@ -164,6 +183,7 @@ def _configure_logging() -> None:
     if logging.getLogger().handlers or package_logger.handlers:
         return
     handler = logging.StreamHandler()
+    handler.set_name(LOG_HANDLER)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from socket import socket
 from ssl import SSLContext
 from typing import Protocol
 
@@ -223,11 +224,24 @@ class Backend(Protocol):
     def __init__(self, app: Application) -> None: ...
 
     async def run(
-        self, host: str, port: int, tls: SSLContext | None, *, task_status: TaskStatus[Server]
+        self,
+        host: str,
+        port: int,
+        tls: SSLContext | None,
+        *,
+        task_status: TaskStatus[Server],
+        sock: socket | None = None,
     ) -> None:
         """Listen on ``host:port`` (over TLS with ``tls``, a server-side
         context), report the `Server` through ``task_status``, then serve;
         return after `Server.stop_accepting` once every connection has
         ended. Cancelling it drops every connection.
+
+        ``sock``, when given, is a TCP socket the core already bound: listen
+        on it instead (``host`` and ``port`` then only name it), as
+        ``loop.create_server(sock=...)`` does, and close it on the way out.
+        The core passes one to each worker process of ``serve(workers=N)``:
+        on Linux the worker's own, bound with SO_REUSEPORT to the port the
+        others share; elsewhere one listening socket every worker inherited.
         """
         ...
