@@ -285,9 +285,14 @@ def summarize(
         rows = [step_stats([step], limit_ms) for step in record["steps"]]
         passed = [row["conns"] for row in rows if row["within_limit"] >= share]
         first_failed = next((row["conns"] for row in rows if row["within_limit"] < share), None)
+        largest = rows[-1] if rows else None
+        projected = None
+        if first_failed is None and largest is not None and 0 < largest["all_p95_ms"] < math.inf:
+            projected = int(round(largest["conns"] * limit_ms / largest["all_p95_ms"], -2))
         shootout[record["server"]] = {
             "steps": rows,
             "most_conns": max(passed) if passed else None,
+            "projected_conns": projected,
             "first_failed": first_failed,
             "error": record["error"],
         }
@@ -406,6 +411,24 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], servers: list[str]) 
         f"servers as {meta['topology']}. {meta['rounds_text']} per subscriber count, the order of the "
         f"servers rotated each round; {plan['broadcasts']} measured broadcasts of {plan['size']} B "
         f"per server and round, after {plan['warmup']} not counted, {plan['gap'] * 1000:.0f} ms apart.",
+    ]
+    if "latency" in meta["phases"]:
+        lines += _latency_section(summary, servers, meta["conns"])
+    if summary["ratios"]:
+        lines += _ratio_section(summary)
+    if summary["shootout"]:
+        lines += _shootout_section(summary, servers, meta)
+    if summary["failures"]:
+        lines += ["", "## Failures", ""]
+        for failure in summary["failures"]:
+            lines.append(
+                f"- {failure['server']}, {failure['phase']} (round {failure['round']}): {failure['error']}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _latency_section(summary: dict[str, Any], servers: list[str], conns: list[int]) -> list[str]:
+    lines = [
         "",
         "## Fan-out latency",
         "",
@@ -433,7 +456,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], servers: list[str]) 
         ),
         _row(["---", *["---:"] * 9]),
     ]
-    for n in meta["conns"]:
+    for n in conns:
         for server in servers:
             stats = summary["latency"][server].get(str(n))
             if stats is None:
@@ -459,76 +482,79 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], servers: list[str]) 
                     ]
                 )
             )
-    if summary["ratios"]:
-        lines += [
-            "",
-            "## Ratios",
-            "",
-            "How many times faster the server is than the one it is set against, by time to all "
-            "(the other's time ÷ its own: above 1.00× it is faster); per round: the "
-            "ratio of that round's p50s. Targets: fastrapi's groups at least "
-            f"{GROUPS_TARGET}× websockets' broadcast, and at least {GUIDE_TARGET:.0f}× the guide's loop.",
-            "",
-            _row(["subscribers", "server", "against", "p50", "p95", "p50 per round", "target", "met"]),
-            _row(["---:", "---", "---", "---:", "---:", "---:", "---:", "---"]),
-        ]
-        for row in summary["ratios"]:
-            target = row["target"]
-            met = "–"
-            if target is not None and row["p50"] is not None and row["p95"] is not None:
-                met = "yes" if min(row["p50"], row["p95"]) >= target else "no"
-            lines.append(
-                _row(
-                    [
-                        f"{row['conns']:,}",
-                        row["subject"],
-                        row["against"],
-                        _times(row["p50"]),
-                        _times(row["p95"]),
-                        " / ".join(_times(value) for value in row["per_round_p50"]),
-                        "–" if target is None else f"≥ {target}×",
-                        met,
-                    ]
-                )
+    return lines
+
+
+def _ratio_section(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Ratios",
+        "",
+        "How many times faster the server is than the one it is set against, by time to all "
+        "(the other's time ÷ its own: above 1.00× it is faster); per round: the ratio of that "
+        f"round's p50s. Targets: fastrapi's groups at least {GROUPS_TARGET}× websockets' broadcast, "
+        f"and at least {GUIDE_TARGET:.0f}× the guide's loop.",
+        "",
+        _row(["subscribers", "server", "against", "p50", "p95", "p50 per round", "target", "met"]),
+        _row(["---:", "---", "---", "---:", "---:", "---:", "---:", "---"]),
+    ]
+    for row in summary["ratios"]:
+        target = row["target"]
+        met = "–"
+        if target is not None and row["p50"] is not None and row["p95"] is not None:
+            met = "yes" if min(row["p50"], row["p95"]) >= target else "no"
+        lines.append(
+            _row(
+                [
+                    f"{row['conns']:,}",
+                    row["subject"],
+                    row["against"],
+                    _times(row["p50"]),
+                    _times(row["p95"]),
+                    " / ".join(_times(value) for value in row["per_round_p50"]),
+                    "–" if target is None else f"≥ {target}×",
+                    met,
+                ]
             )
-    if summary["shootout"]:
-        limit, share = meta["shootout"]["limit_ms"], meta["shootout"]["share"]
-        steps = meta["shootout"]["steps"]
-        lines += [
-            "",
-            "## Shootout",
-            "",
-            f"Subscribers added step by step to one server; at each step {plan['broadcasts']} broadcasts. "
-            f"A step passes when {share:.0%} of its broadcasts reach every subscriber within "
-            f"{limit:.0f} ms. Cells: p95 time to all (ms) and the share within {limit:.0f} ms; "
-            "the steps stop at the first that fails.",
-            "",
-            _row(["server", *(f"{n:,}" for n in steps), f"most subscribers within {limit:.0f} ms"]),
-            _row(["---", *["---:"] * (len(steps) + 1)]),
-        ]
-        for server in servers:
-            result = summary["shootout"].get(server)
-            if result is None:
-                continue
-            by_conns = {row["conns"]: row for row in result["steps"]}
-            cells = [server]
-            for n in steps:
-                row = by_conns.get(n)
-                cells.append("–" if row is None else f"{_ms(row['all_p95_ms'])} ({row['within_limit']:.0%})")
-            most = result["most_conns"]
-            if most is None:
-                verdict = f"fewer than {steps[0]:,}"
-            elif result["first_failed"] is None and most == steps[-1] and result["error"] is None:
-                verdict = f"{most:,} or more (every step passed)"
-            else:
-                verdict = f"{most:,}"
-            if result["error"] is not None:
-                verdict += " (stopped by an error)"
-            lines.append(_row([*cells, verdict]))
-    if summary["failures"]:
-        lines += ["", "## Failures", ""]
-        for failure in summary["failures"]:
-            lines.append(
-                f"- {failure['server']}, {failure['phase']} (round {failure['round']}): {failure['error']}"
-            )
-    return "\n".join(lines) + "\n"
+        )
+    return lines
+
+
+def _shootout_section(summary: dict[str, Any], servers: list[str], meta: dict[str, Any]) -> list[str]:
+    limit, share = meta["shootout"]["limit_ms"], meta["shootout"]["share"]
+    steps = meta["shootout"]["steps"]
+    lines = [
+        "",
+        "## Shootout",
+        "",
+        f"Subscribers added step by step to one server; at each step {meta['plan']['broadcasts']} "
+        f"broadcasts. A step passes when {share:.0%} of its broadcasts reach every subscriber within "
+        f"{limit:.0f} ms. Cells: p95 time to all (ms) and the share within {limit:.0f} ms; the steps "
+        "stop at the first that fails. Projected: where the p95 of the largest step measured, "
+        f"scaled in proportion to the subscribers, would reach {limit:.0f} ms (time to all grows "
+        "about linearly with them); a guide where every step passed, not a measurement.",
+        "",
+        _row(["server", *(f"{n:,}" for n in steps), f"most within {limit:.0f} ms", "projected"]),
+        _row(["---", *["---:"] * (len(steps) + 2)]),
+    ]
+    for server in servers:
+        result = summary["shootout"].get(server)
+        if result is None:
+            continue
+        by_conns = {row["conns"]: row for row in result["steps"]}
+        cells = [server]
+        for n in steps:
+            row = by_conns.get(n)
+            cells.append("–" if row is None else f"{_ms(row['all_p95_ms'])} ({row['within_limit']:.0%})")
+        most = result["most_conns"]
+        if most is None:
+            verdict = f"fewer than {steps[0]:,}"
+        elif result["first_failed"] is None and most == steps[-1] and result["error"] is None:
+            verdict = f"{most:,} or more"
+        else:
+            verdict = f"{most:,}"
+        if result["error"] is not None:
+            verdict += " (stopped by an error)"
+        projected = result.get("projected_conns")
+        lines.append(_row([*cells, verdict, "–" if projected is None else f"~{projected:,}"]))
+    return lines
