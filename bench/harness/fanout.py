@@ -334,6 +334,10 @@ def ratios(records: list[dict[str, Any]], servers: list[str], conns: list[int]) 
             row: dict[str, Any] = {"conns": n, "subject": subject, "against": against, "target": target}
             for key, q in (("p50", 0.5), ("p95", 0.95)):
                 row[key] = _divide(nearest_rank(theirs, q), nearest_rank(mine, q))
+            # The same on the server's CPU per message written, which the machine's other load
+            # hardly moves.
+            my_cpu, their_cpu = _cpu_per_message(records, subject, n), _cpu_per_message(records, against, n)
+            row["cpu"] = None if my_cpu is None or their_cpu is None else _divide(their_cpu, my_cpu)
             per_round = []
             for number in rounds:
                 mine, theirs = _pooled(records, subject, n, number), _pooled(records, against, n, number)
@@ -342,6 +346,17 @@ def ratios(records: list[dict[str, Any]], servers: list[str], conns: list[int]) 
             row["per_round_p50"] = per_round
             rows.append(row)
     return rows
+
+
+def _cpu_per_message(records: list[dict[str, Any]], server: str, n: int) -> float | None:
+    steps = [
+        step
+        for record in records
+        if record["phase"] == "latency" and record["server"] == server
+        for step in record["steps"]
+        if step["conns"] == n
+    ]
+    return step_stats(steps)["server_cpu_us_per_delivery"] if steps else None
 
 
 def _pooled(
@@ -492,11 +507,12 @@ def _ratio_section(summary: dict[str, Any]) -> list[str]:
         "",
         "How many times faster the server is than the one it is set against, by time to all "
         "(the other's time ÷ its own: above 1.00× it is faster); per round: the ratio of that "
-        f"round's p50s. Targets: fastrapi's groups at least {GROUPS_TARGET}× websockets' broadcast, "
-        f"and at least {GUIDE_TARGET:.0f}× the guide's loop.",
+        f"round's p50s; CPU: the same on the server's CPU per message. Targets (met: on both p50 "
+        f"and p95): fastrapi's groups at least {GROUPS_TARGET}× websockets' broadcast, and at least "
+        f"{GUIDE_TARGET:.0f}× the guide's loop.",
         "",
-        _row(["subscribers", "server", "against", "p50", "p95", "p50 per round", "target", "met"]),
-        _row(["---:", "---", "---", "---:", "---:", "---:", "---:", "---"]),
+        _row(["subscribers", "server", "against", "p50", "p95", "p50 per round", "CPU", "target", "met"]),
+        _row(["---:", "---", "---", "---:", "---:", "---:", "---:", "---:", "---"]),
     ]
     for row in summary["ratios"]:
         target = row["target"]
@@ -512,6 +528,7 @@ def _ratio_section(summary: dict[str, Any]) -> list[str]:
                     _times(row["p50"]),
                     _times(row["p95"]),
                     " / ".join(_times(value) for value in row["per_round_p50"]),
+                    _times(row["cpu"]),
                     "–" if target is None else f"≥ {target}×",
                     met,
                 ]
@@ -527,7 +544,8 @@ def _shootout_section(summary: dict[str, Any], servers: list[str], meta: dict[st
         "",
         "## Shootout",
         "",
-        f"Subscribers added step by step to one server; at each step {meta['plan']['broadcasts']} "
+        f"Subscribers added step by step to one server; at each step "
+        f"{meta['shootout'].get('broadcasts', meta['plan']['broadcasts'])} "
         f"broadcasts. A step passes when {share:.0%} of its broadcasts reach every subscriber within "
         f"{limit:.0f} ms. Cells: p95 time to all (ms) and the share within {limit:.0f} ms; the steps "
         "stop at the first that fails. Projected: where the p95 of the largest step measured, "
