@@ -35,6 +35,7 @@ from typing import Any
 from fanout_server import SERVERS, Unsupported, check_options
 from harness import loadgen, machine
 from harness.fanout import (
+    NOISY_PCT,
     REFERENCE,
     FanoutServer,
     Plan,
@@ -60,6 +61,7 @@ SERVER_ORDER = [
 assert sorted(SERVER_ORDER) == sorted(SERVERS)
 PACKAGES = ("fastrapi", "websockets", "aiohttp", "wsproto")
 # The last just under the open-file limit of this machine (20,000) for either process.
+NOISY_RETRIES = 2  # a shootout step that fails on a busy machine is measured this many times more
 SHOOTOUT_STEPS = [1000, 2000, 5000, 10000, 15000, 19000]
 
 
@@ -175,25 +177,33 @@ def run_once(
         "error": None,
     }
 
-    def keep_going(step: dict[str, Any]) -> bool:
+    attempts: dict[int, int] = {}
+
+    def decide(step: dict[str, Any]) -> str:
+        # The shootout: on to the next step while this one passes; a failure while
+        # other work took a quarter of a core or more is measured again, twice at most.
         report_step(record, step)
-        if options.all_steps:
-            return True
+        if phase != "shootout":
+            return "next"
         stats = step_stats([step], options.limit_ms)
-        return bool(stats["within_limit"] >= options.share)
+        if stats["within_limit"] >= options.share or options.all_steps:
+            return "next"
+        attempts[step["conns"]] = attempts.get(step["conns"], 0) + 1
+        if step["other_load_pct"] >= NOISY_PCT and attempts[step["conns"]] <= NOISY_RETRIES:
+            return "again"
+        return "stop"
 
     server: FanoutServer | None = None
     try:
         server = FanoutServer(name, topology, server_core, log)
         server.wait_listening()
-        record["steps"], record["error"] = measure(server, steps, plan, client_core, keep_going)
+        retries = NOISY_RETRIES * len(steps) if phase == "shootout" else 0
+        record["steps"], record["error"] = measure(server, steps, plan, client_core, decide, retries)
     except MeasurementError as error:
         record["error"] = f"did not start: {error}"
     finally:
         if server is not None:
             server.stop()
-    if record["steps"] and (phase == "latency" or len(record["steps"]) == len(steps)):
-        report_step(record, record["steps"][-1])  # keep_going saw every shootout step but the last
     if record["error"] is not None:
         print(f"[{phase} {round_number}] {name:28} FAILED: {record['error']}", flush=True)
     return record

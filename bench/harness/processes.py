@@ -245,8 +245,11 @@ class ClientProcess:
                 self._buffer += chunk
 
     def step(self) -> None:
+        self.send_line("")
+
+    def send_line(self, line: str) -> None:
         stdin: IO[bytes] = self.process.stdin  # type: ignore[assignment]
-        stdin.write(b"\n")
+        stdin.write(line.encode() + b"\n")
         stdin.flush()
 
     def end_input(self) -> None:

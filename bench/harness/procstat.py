@@ -23,8 +23,13 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     A process that has exited is not counted, nor what it used: read the
     tree while it is whole, at both ends of a window.
     """
+    return sum(tree_cpu_times(pids))
+
+
+def tree_cpu_times(pids: list[int]) -> tuple[float, float]:
+    """As `tree_cpu_seconds`, in user and system (kernel) time apart."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -35,14 +40,15 @@ def tree_cpu_seconds(pids: list[int]) -> float:
             continue
         pid = int(entry.name)
         parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) * TICK
+        times[pid] = (int(fields[11]) * TICK, int(fields[12]) * TICK)
     wanted = set(pids)
     grew = True
     while grew:  # add children until no process is left whose parent is in the set
         found = {pid for pid, parent in parents.items() if parent in wanted} - wanted
         wanted |= found
         grew = bool(found)
-    return sum(times.get(pid, 0.0) for pid in wanted)
+    found = [times[pid] for pid in wanted if pid in times]
+    return sum(user for user, _ in found), sum(system for _, system in found)
 
 
 def kernel_threads_cpu_seconds() -> float:

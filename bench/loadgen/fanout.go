@@ -37,7 +37,9 @@ import (
 //	                        reads the server's CPU and writes a line
 //	{"event":"step", ...}   the step's broadcasts, one record each; the
 //	                        harness reads the CPU again and writes a line to
-//	                        go on to the next step, or closes stdin to stop
+//	                        go on to the next step ("again": to measure the
+//	                        same step again, at most -retries times in all),
+//	                        or closes stdin to stop
 //	result                  every connection closed (closing handshake)
 
 // readyMessage is what a server sends a subscriber once it will get every
@@ -87,7 +89,7 @@ func runFanout(opt options) (map[string]any, error) {
 	}
 	subURLs := strings.Split(opt.subURLs, ",")
 	perStep := opt.warmupBroadcasts + opt.broadcasts
-	total := perStep * len(steps)
+	total := perStep * (len(steps) + opt.retries)
 	most := steps[len(steps)-1]
 	f := &fanout{
 		opt:      opt,
@@ -108,9 +110,11 @@ func runFanout(opt options) (map[string]any, error) {
 		f.received[b] = make([]int64, most)
 	}
 	stdin := bufio.NewReader(os.Stdin)
-	proceed := func() bool {
-		_, err := stdin.ReadString('\n')
-		return err == nil
+	// The harness's next line: "" goes on, "again" measures the step again;
+	// false at the end of input.
+	proceed := func() (string, bool) {
+		line, err := stdin.ReadString('\n')
+		return strings.TrimSpace(line), err == nil
 	}
 
 	publisher, err := f.openPublisher()
@@ -121,7 +125,9 @@ func runFanout(opt options) (map[string]any, error) {
 
 	var measured []map[string]any
 	b := 0
-	for stepIndex, conns := range steps {
+	retries := opt.retries
+	for stepIndex := 0; ; {
+		conns := steps[stepIndex]
 		started, startCPU := time.Now(), cpuSeconds()
 		if err := f.openSubscribers(conns, subURLs); err != nil {
 			f.closeAll(publisher)
@@ -133,7 +139,7 @@ func runFanout(opt options) (map[string]any, error) {
 			"open_s":       time.Since(started).Seconds(),
 			"client_cpu_s": cpuSeconds() - startCPU,
 		})
-		if !proceed() {
+		if _, more := proceed(); !more {
 			break
 		}
 		started, startCPU = time.Now(), cpuSeconds()
@@ -158,7 +164,19 @@ func runFanout(opt options) (map[string]any, error) {
 		}
 		emit(step)
 		measured = append(measured, step)
-		if stepIndex < len(steps)-1 && !proceed() {
+		line, more := proceed()
+		if !more {
+			break
+		}
+		if line == "again" {
+			if retries == 0 {
+				f.closeAll(publisher)
+				return nil, fmt.Errorf("asked to measure a step again more than -retries %d times", opt.retries)
+			}
+			retries--
+			continue
+		}
+		if stepIndex++; stepIndex == len(steps) {
 			break
 		}
 	}

@@ -36,6 +36,7 @@ type options struct {
 	broadcasts       int
 	warmupBroadcasts int
 	gap              time.Duration
+	retries          int
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&opt.broadcasts, "broadcasts", 30, "fanout: measured broadcasts per step")
 	flag.IntVar(&opt.warmupBroadcasts, "warmup-broadcasts", 3, "fanout: broadcasts before the measured ones, reported apart")
 	flag.DurationVar(&opt.gap, "gap", 50*time.Millisecond, "fanout: pause after each broadcast has reached everyone")
+	flag.IntVar(&opt.retries, "retries", 0, "fanout: steps the harness may have measured again, in all")
 	flag.Parse()
 
 	modes := map[string]func(options) (map[string]any, error){
