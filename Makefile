@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit conformance-oldest autobahn autobahn-full bench bench-quick bench-pipelined clean
+.PHONY: demo test lint typecheck unit conformance-oldest autobahn autobahn-full bench bench-quick bench-fanout bench-pipelined clean
 OLDEST := .venv-oldest
 
 $(STAMP): pyproject.toml
@@ -59,10 +59,17 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml $(wildcard bench/loadgen/*.go)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --plot
 
-# One short round of every server and shape (under a minute); fails if any
-# server fails any shape, never on speed.
+# One short round of every server and shape (under a minute), then a
+# broadcast to 50 subscribers on every fan-out server (a few seconds); fails
+# if any server fails, never on speed.
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick
+	$(BIN)/python bench/fanout.py --quick
+
+# Broadcast fan-out side by side: 1,000 and 10,000 subscribers, 5 rounds, then
+# the shootout up to 19,000 (about 10 minutes); writes bench/results/fanout.{json,md}.
+bench-fanout: $(BENCH_STAMP)
+	$(BIN)/python bench/fanout.py
 
 # Messages per second with 64 in flight against the raw libraries (bench/throughput.py).
 bench-pipelined: $(STAMP)

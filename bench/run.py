@@ -19,19 +19,14 @@ a reference server could not be measured at all); 1 if anything failed and
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import signal
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
 from echo_server import SERVERS
-from harness import loadgen, shapes
+from harness import loadgen, machine, shapes
 from harness.processes import BENCH, EchoServer, MeasurementError, cores, raise_open_file_limit
 from harness.report import markdown, summarize, write_json
 from harness.shapes import Measurement, Timing
@@ -169,40 +164,8 @@ def report_progress(record: dict[str, Any]) -> None:
 
 
 def describe_machine(options: argparse.Namespace, timing: Timing, rounds: int) -> dict[str, Any]:
-    def command_output(*command: str) -> str:
-        try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
-        except OSError:
-            return ""
-
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
-    repo = str(BENCH.parent)
-    commit = command_output("git", "-C", repo, "rev-parse", "--short", "HEAD") or "unknown"
-    if command_output("git", "-C", repo, "status", "--porcelain", "--", "fastrapi"):
-        commit += " with uncommitted changes in fastrapi/"
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    gorilla = command_output("dpkg-query", "-W", "-f=${Version}", "golang-github-gorilla-websocket-dev")
-    server_core, client_core = cores()
     return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "go": command_output("go", "version"),
-        "gorilla_websocket": gorilla or None,
-        "versions": versions,
-        "commit": commit,
-        "server_core": server_core,
-        "client_core": client_core,
+        **machine.describe(PACKAGES),
         "quick": options.quick,
         "rounds": rounds,
         "rounds_text": "1 round" if rounds == 1 else f"median of {rounds} rounds",

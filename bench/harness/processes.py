@@ -1,4 +1,4 @@
-"""Starting, pinning and stopping the harness's processes: echo servers and the load client."""
+"""Starting, pinning and stopping the harness's processes: servers, the load client, a Redis server."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent.parent
 ECHO_SERVER = BENCH / "echo_server.py"
+FANOUT_SERVER = BENCH / "fanout_server.py"
 
 
 class MeasurementError(Exception):
@@ -74,9 +75,16 @@ SERVER_ENVIRONMENT = {
 
 
 class EchoServer:
-    """One echo server of bench/echo_server.py, in its own process, pinned to one core."""
+    """One echo server of bench/echo_server.py, in its own process, pinned to one core.
 
-    def __init__(self, name: str, core: int, log_path: Path) -> None:
+    ``script`` and ``path`` are the file that has the server (run as
+    ``script NAME PORT *options``) and the WebSocket path of its URL.
+    """
+
+    script = ECHO_SERVER
+    path = "/ws"
+
+    def __init__(self, name: str, core: int, log_path: Path, options: tuple[str, ...] = ()) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = log_path
@@ -84,7 +92,7 @@ class EchoServer:
             log.write(f"--- {name} on port {self.port}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, str(ECHO_SERVER), name, str(self.port)],
+                [sys.executable, str(self.script), name, str(self.port), *options],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -98,7 +106,10 @@ class EchoServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return self.url_for(self.path)
+
+    def url_for(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -126,6 +137,66 @@ class EchoServer:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit|Interrupt)\b", line)]
         return (errors or lines or ["(no output)"])[-1]
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+class FanoutProcess(EchoServer):
+    """One process of a broadcast server of bench/fanout_server.py."""
+
+    script = FANOUT_SERVER
+    path = "/sub"
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port: no persistence, pinned to one core, stopped with the run."""
+
+    def __init__(self, core: int, log_path: Path, executable: str = "redis-server") -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        command = [
+            executable,
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),  # nothing on disk: it lives as long as the run
+        ]
+        with log_path.open("ab") as log:
+            log.write(f"--- redis-server on port {self.port}\n".encode())
+            log.flush()
+            try:
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    preexec_fn=pinned_to(core),
+                )
+            except FileNotFoundError:
+                raise MeasurementError(f"no {executable}: install Debian's redis-server") from None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Until it answers PING (it listens a little before it serves)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise MeasurementError(f"redis-server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise MeasurementError(f"redis-server not answering after {timeout:.0f} s")
 
     def stop(self) -> None:
         stop(self.process)
@@ -174,9 +245,17 @@ class ClientProcess:
                 self._buffer += chunk
 
     def step(self) -> None:
+        self.send_line("")
+
+    def send_line(self, line: str) -> None:
         stdin: IO[bytes] = self.process.stdin  # type: ignore[assignment]
-        stdin.write(b"\n")
+        stdin.write(line.encode() + b"\n")
         stdin.flush()
+
+    def end_input(self) -> None:
+        """Close the client's stdin: a stepped mode stops at its next step and winds down."""
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
 
     def finish(self, timeout: float = 10.0) -> None:
         """Wait for a clean exit; kill the client if it lingers."""

@@ -17,6 +17,40 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) * TICK
 
 
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time so far of processes ``pids`` and of all their descendants (a server's workers).
+
+    A process that has exited is not counted, nor what it used: read the
+    tree while it is whole, at both ends of a window.
+    """
+    return sum(tree_cpu_times(pids))
+
+
+def tree_cpu_times(pids: list[int]) -> tuple[float, float]:
+    """As `tree_cpu_seconds`, in user and system (kernel) time apart."""
+    parents: dict[int, int] = {}
+    times: dict[int, tuple[float, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:  # it exited since the listing
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) * TICK, int(fields[12]) * TICK)
+    wanted = set(pids)
+    grew = True
+    while grew:  # add children until no process is left whose parent is in the set
+        found = {pid for pid, parent in parents.items() if parent in wanted} - wanted
+        wanted |= found
+        grew = bool(found)
+    found = [times[pid] for pid in wanted if pid in times]
+    return sum(user for user, _ in found), sum(system for _, system in found)
+
+
 def kernel_threads_cpu_seconds() -> float:
     """CPU time so far of the kernel's own threads (kworker, ksoftirqd, ...: children of kthreadd).
 

@@ -2,11 +2,12 @@
 // result as one JSON line on stdout.
 //
 //	loadgen -mode rr|latency|idle|handshake|pipeline|bulk -url ws://127.0.0.1:PORT/ws [flags]
+//	loadgen -mode fanout -sub ws://HOST:PORT/sub[,...] -pub ws://HOST:PORT/pub -steps 1000[,...] [flags]
 //
 // Timed modes warm up, print {"event":"window"} as the timed window opens, and
 // print the result when it closes, so that the harness can sample the server's
 // CPU over the same window. The idle mode is driven from stdin instead: see
-// runIdle. On failure it prints {"error": "..."} and exits 1.
+// runIdle; so is the fan-out mode: see fanout.go. On failure it prints {"error": "..."} and exits 1.
 package main
 
 import (
@@ -28,11 +29,19 @@ type options struct {
 	warmup   time.Duration
 	duration time.Duration
 	timeout  time.Duration
+	// The fan-out mode's.
+	subURLs          string
+	pubURL           string
+	steps            string
+	broadcasts       int
+	warmupBroadcasts int
+	gap              time.Duration
+	retries          int
 }
 
 func main() {
 	var opt options
-	flag.StringVar(&opt.mode, "mode", "rr", "rr, latency, idle, handshake, pipeline or bulk")
+	flag.StringVar(&opt.mode, "mode", "rr", "rr, latency, idle, handshake, pipeline, bulk or fanout")
 	flag.StringVar(&opt.url, "url", "ws://127.0.0.1:8000/ws", "the echo server")
 	flag.IntVar(&opt.conns, "conns", 50, "connections (rr) or idle connections (idle)")
 	flag.IntVar(&opt.clients, "clients", 8, "concurrent clients (handshake)")
@@ -41,7 +50,14 @@ func main() {
 	flag.IntVar(&opt.window, "window", 64, "messages in flight (pipeline)")
 	flag.DurationVar(&opt.warmup, "warmup", time.Second, "load before the timed window")
 	flag.DurationVar(&opt.duration, "duration", 3*time.Second, "the timed window")
-	flag.DurationVar(&opt.timeout, "timeout", 10*time.Second, "longest wait for any one reply")
+	flag.DurationVar(&opt.timeout, "timeout", 10*time.Second, "longest wait for any one reply (fanout: for a whole broadcast)")
+	flag.StringVar(&opt.subURLs, "sub", "ws://127.0.0.1:8000/sub", "fanout: subscribe URLs, comma-separated; subscribers are spread over them in turn")
+	flag.StringVar(&opt.pubURL, "pub", "ws://127.0.0.1:8000/pub", "fanout: the publisher's URL")
+	flag.StringVar(&opt.steps, "steps", "", "fanout: subscriber counts, comma-separated and growing (default: -conns)")
+	flag.IntVar(&opt.broadcasts, "broadcasts", 30, "fanout: measured broadcasts per step")
+	flag.IntVar(&opt.warmupBroadcasts, "warmup-broadcasts", 3, "fanout: broadcasts before the measured ones, reported apart")
+	flag.DurationVar(&opt.gap, "gap", 50*time.Millisecond, "fanout: pause after each broadcast has reached everyone")
+	flag.IntVar(&opt.retries, "retries", 0, "fanout: steps the harness may have measured again, in all")
 	flag.Parse()
 
 	modes := map[string]func(options) (map[string]any, error){
@@ -51,6 +67,7 @@ func main() {
 		"handshake": runHandshake,
 		"pipeline":  runPipeline,
 		"bulk":      runBulk,
+		"fanout":    runFanout,
 	}
 	run, known := modes[opt.mode]
 	if !known {
