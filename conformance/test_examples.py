@@ -94,3 +94,13 @@ def get(path: str) -> str:
 
 def post(path: str) -> str:
     return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+async def test_hello_replies_to_each_message(backend: str, tmp_path: Path) -> None:
+    with run_example("hello.py", backend, tmp_path) as server:
+        with anyio.fail_after(GUARD):
+            async with connect(f"{server.url}/ws") as ws:
+                for text in ("hi", "", "é🎉"):
+                    await ws.send(text)
+                    assert json.loads(await ws.recv()) == {"reply": "Message received", "echo": text}
+    assert "Traceback" not in server.output
