@@ -16,6 +16,7 @@ links and anchors, included files, and mkdocstrings' reading of docstrings.
 from __future__ import annotations
 
 import ast
+import builtins
 import doctest
 import re
 from dataclasses import dataclass
@@ -215,3 +216,30 @@ def test_the_readme_begins_with_hello_py() -> None:
     first = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
     assert first is not None
     assert first[1] == (ROOT / "examples" / "hello.py").read_text(encoding="utf-8")
+
+
+def test_the_exception_tree_is_the_real_hierarchy() -> None:
+    page = (DOCS / "reference" / "exceptions.md").read_text(encoding="utf-8")
+    tree = page.split("```text\n", 1)[1].split("```", 1)[0]
+    parents: list[tuple[int, type]] = []  # (column, class) of the branch so far
+    drawn = set()
+    for line in tree.splitlines():
+        found = re.search(r"[A-Za-z]\w+", line)
+        assert found is not None
+        column, name = found.start(), found[0]
+        cls = getattr(fastrapi, name, None) or getattr(builtins, name)
+        while parents and parents[-1][0] >= column:
+            parents.pop()
+        if parents:
+            parent = parents[-1][1]
+            # fastrapi's own derive from the class drawn above them; the
+            # standard library's may have steps between (OSError).
+            direct = cls.__module__.startswith("fastrapi")
+            assert cls.__bases__ == (parent,) if direct else issubclass(cls, parent), (
+                f"{name} is drawn under {parent.__name__}"
+            )
+        parents.append((column, cls))
+        drawn.add(name)
+    public = {name for name in fastrapi.__all__ if isinstance(getattr(fastrapi, name), type)}
+    exceptions = {name for name in public if issubclass(getattr(fastrapi, name), BaseException)}
+    assert exceptions <= drawn, f"not drawn: {sorted(exceptions - drawn)}"
