@@ -206,7 +206,7 @@ def test_the_examples_page_names_every_example() -> None:
     page = (DOCS / "examples.md").read_text(encoding="utf-8")
     examples = ROOT / "examples"
     for path in sorted(examples.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.suffix in {".py", ".html"} and "__pycache__" not in path.parts:  # not ruff.toml
             name = path.relative_to(examples).as_posix()
             assert f"`{name}`" in page, f"docs/examples.md does not list examples/{name}"
 

@@ -15,22 +15,31 @@ app = FastrAPI()
 async def chat(ws: WebSocket, room: str) -> None:
     name = ws.query_params.get("name", "").strip()
     if not 1 <= len(name) <= 32:
-        await ws.deny(400, body=b"say who you are: /chat/lobby?name=Ada (1 to 32 characters)")
+        await ws.deny(
+            400, body=b"say who you are: /chat/lobby?name=Ada (1 to 32 characters)"
+        )
         return
     # --8<-- [end:refuse]
     # --8<-- [start:events]
     await ws.accept()
     await app.groups.add(room, ws)
     # The newcomer learns it is in: everything sent to the room from now on reaches it.
-    await ws.send_json({"type": "welcome", "room": room, "members": app.groups.count(room)})
-    await app.groups.send_json(room, {"type": "user_joined", "username": name, "room": room}, exclude=ws)
+    await ws.send_json(
+        {"type": "welcome", "room": room, "members": app.groups.count(room)}
+    )
+    await app.groups.send_json(
+        room, {"type": "user_joined", "username": name, "room": room}, exclude=ws
+    )
     try:
         async for text in ws.iter_text():
-            await app.groups.send_json(room, {"type": "message", "username": name, "message": text})
+            await app.groups.send_json(
+                room, {"type": "message", "username": name, "message": text}
+            )
     except MessageTypeError:
         await ws.close(CloseCode.UNSUPPORTED_DATA, "text messages only")
     finally:
-        # However the connection ends (left, lost, closed for binary data), the room hears of it.
+        # However the connection ends (left, lost, closed for binary data),
+        # the room hears of it.
         app.groups.discard(room, ws)
         await app.groups.send_json(room, {"type": "user_left", "username": name})
     # --8<-- [end:events]

@@ -8,20 +8,28 @@ hanging.
 """
 
 import pytest
-from step3_names import app
-
 from fastrapi import WebSocketDisconnect
 from fastrapi.testing import AsyncTestClient, TestClient, WebSocketDenied
+
+from step3_names import app
 
 
 # --8<-- [start:room]
 def test_a_message_reaches_everyone_in_the_room() -> None:
     with TestClient(app) as client:
         with client.websocket_connect("/chat/lobby?name=Ada") as ada:
-            assert ada.receive_json() == {"type": "welcome", "room": "lobby", "members": 1}
+            assert ada.receive_json() == {
+                "type": "welcome",
+                "room": "lobby",
+                "members": 1,
+            }
             with client.websocket_connect("/chat/lobby?name=Bob") as bob:
                 assert bob.receive_json()["members"] == 2
-                assert ada.receive_json() == {"type": "user_joined", "username": "Bob", "room": "lobby"}
+                assert ada.receive_json() == {
+                    "type": "user_joined",
+                    "username": "Bob",
+                    "room": "lobby",
+                }
                 bob.send_text("hi Ada")
                 said = {"type": "message", "username": "Bob", "message": "hi Ada"}
                 assert ada.receive_json() == said
@@ -55,7 +63,10 @@ def test_a_name_is_required(query: str) -> None:
 
 
 def test_a_binary_message_closes_the_connection_with_1003() -> None:
-    with TestClient(app) as client, client.websocket_connect("/chat/lobby?name=Ada") as ada:
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/chat/lobby?name=Ada") as ada,
+    ):
         ada.receive_json()  # the welcome
         ada.send_bytes(b"\x00\x01")
         with pytest.raises(WebSocketDisconnect) as closed:

@@ -7,7 +7,14 @@ tabs. The page is examples/chat.html, the demo's: it shows ``message``,
 
 from pathlib import Path
 
-from fastrapi import CloseCode, FastrAPI, FileResponse, MessageTypeError, Response, WebSocket
+from fastrapi import (
+    CloseCode,
+    FastrAPI,
+    FileResponse,
+    MessageTypeError,
+    Response,
+    WebSocket,
+)
 
 # --8<-- [start:origins]
 # Browsers send cookies with a WebSocket handshake from any site, and CORS does
@@ -28,15 +35,23 @@ async def index() -> Response:
 async def chat(ws: WebSocket, room: str) -> None:
     name = ws.query_params.get("name", "").strip()
     if not 1 <= len(name) <= 32:
-        await ws.deny(400, body=b"say who you are: /chat/lobby?name=Ada (1 to 32 characters)")
+        await ws.deny(
+            400, body=b"say who you are: /chat/lobby?name=Ada (1 to 32 characters)"
+        )
         return
     await ws.accept()
     await app.groups.add(room, ws)
-    await ws.send_json({"type": "welcome", "room": room, "members": app.groups.count(room)})
-    await app.groups.send_json(room, {"type": "user_joined", "username": name, "room": room}, exclude=ws)
+    await ws.send_json(
+        {"type": "welcome", "room": room, "members": app.groups.count(room)}
+    )
+    await app.groups.send_json(
+        room, {"type": "user_joined", "username": name, "room": room}, exclude=ws
+    )
     try:
         async for text in ws.iter_text():
-            await app.groups.send_json(room, {"type": "message", "username": name, "message": text})
+            await app.groups.send_json(
+                room, {"type": "message", "username": name, "message": text}
+            )
     except MessageTypeError:
         await ws.close(CloseCode.UNSUPPORTED_DATA, "text messages only")
     finally:
