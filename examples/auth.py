@@ -41,8 +41,8 @@ def user_for(token: str | None) -> str | None:
 
 # --8<-- [start:limit]
 class Attempts:
-    """Failed logins per client address: more than ``limit`` within ``window``
-    seconds and the address is refused until the oldest failure is that old."""
+    """Failed logins per client address: after ``limit`` failures within
+    ``window`` seconds, the address is refused until the oldest is that old."""
 
     def __init__(
         self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
@@ -51,6 +51,7 @@ class Attempts:
         self.window = window
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._sweep_at = 1024  # addresses kept before the old ones are swept out
 
     def retry_after(self, client: str) -> int:
         """Seconds until ``client`` may try again; 0 if it may now."""
@@ -61,14 +62,22 @@ class Attempts:
         while failures and failures[0] <= now - self.window:
             failures.popleft()
         if not failures:
-            del self._failures[client]  # forgotten once its failures are old: memory stays bounded
+            del self._failures[client]
             return 0
         if len(failures) < self.limit:
             return 0
         return max(1, math.ceil(failures[0] + self.window - now))
 
     def failed(self, client: str) -> None:
-        self._failures.setdefault(client, deque()).append(self.clock())
+        now = self.clock()
+        self._failures.setdefault(client, deque()).append(now)
+        if len(self._failures) >= self._sweep_at:
+            # Addresses that failed once and never came back would stay forever:
+            # forget those whose last failure is old. At most one sweep each
+            # time the table doubles, so a failure costs O(1) on average.
+            for old in [c for c, times in self._failures.items() if times[-1] <= now - self.window]:
+                del self._failures[old]
+            self._sweep_at = max(1024, 2 * len(self._failures))
 
 
 attempts = Attempts()

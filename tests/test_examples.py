@@ -249,3 +249,19 @@ def test_keepalive_settings_and_latency() -> None:
         with client.websocket_connect("/echo") as ws:
             ws.send_text("still here")
             assert ws.receive_text() == "still here"
+
+
+def test_auth_attempts_forget_addresses_whose_failures_are_old() -> None:
+    auth = load("auth")
+    now = [0.0]
+    attempts = auth.Attempts(limit=5, window=60.0, clock=lambda: now[0])
+    for number in range(5000):  # 5,000 addresses that fail once and never come back
+        attempts.failed(f"10.0.{number // 256}.{number % 256}")
+        now[0] += 0.1  # 500 s in all: most of them are long past the window
+    assert len(attempts._failures) < 2048  # swept as it grew, never all 5,000
+    now[0] = 1000.0
+    for _ in range(4):
+        attempts.failed("192.0.2.1")
+    assert attempts.retry_after("192.0.2.1") == 0
+    attempts.failed("192.0.2.1")
+    assert attempts.retry_after("192.0.2.1") == 60
