@@ -4,14 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: demo test lint typecheck unit conformance-oldest autobahn autobahn-full bench bench-quick bench-fanout bench-pipelined clean
+.PHONY: demo docs test lint typecheck unit conformance-oldest autobahn autobahn-full bench bench-quick bench-fanout bench-pipelined clean
 OLDEST := .venv-oldest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,examples]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -75,7 +76,18 @@ bench-fanout: $(BENCH_STAMP)
 bench-pipelined: $(STAMP)
 	$(BIN)/python bench/throughput.py --messages 10000 --rounds 10
 
-test: lint typecheck autobahn bench-quick conformance-oldest unit  # pytest last: its summary closes the output
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on
+# any warning: a broken link or anchor, a name mkdocstrings cannot find.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,examples,docs]'
+	touch $(DOCS_STAMP)
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its own future, printed
+# on every build; it says nothing about these docs.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs autobahn bench-quick conformance-oldest unit  # pytest last: its summary closes the output
 
 clean:
-	rm -rf $(VENV) $(OLDEST) .coverage .coverage.* .hypothesis bench/.build
+	rm -rf $(VENV) $(OLDEST) .coverage .coverage.* .hypothesis bench/.build site

@@ -1,16 +1,18 @@
-"""The guide's client.html and the chat page (demo.py, chat_groups.py) in a real browser, every backend."""
+"""In a real browser, on every backend: the guide's client.html, the chat page
+(demo.py, chat_groups.py) and the dashboard (dashboard.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 import pytest
 
 from conformance.browser import CHROMIUM, chromium
-from conformance.conftest import EXAMPLES, run_example, serving
+from conformance.conftest import EXAMPLES, free_port, run_example, serving
 
 pytestmark = [
     pytest.mark.anyio,
@@ -82,3 +84,38 @@ async def test_the_chat_page_in_two_tabs(backend: str, example: str, tmp_path: P
             await ada.wait_for(f"{log}.includes('Ada: anyone?')")
             await anyio.sleep(0.2)
             assert "anyone?" not in await bob.evaluate(log)
+
+
+# Pixels of the chart's line colour (#1565c0, blended at its edges): the plot was drawn.
+LINE_PIXELS = """(() => {
+  const canvas = document.getElementById('chart');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 2] > 150 && data[i] < 120 && data[i + 2] - data[i] > 80) count += 1;
+  }
+  return count;
+})()"""
+
+
+async def test_the_dashboard_plots_pushed_readings_and_reconnects_after_a_restart(
+    backend: str, tmp_path: Path
+) -> None:
+    dashboard = load_chat("dashboard")
+    dashboard.INTERVAL = 0.02  # type: ignore[attr-defined]  # the example's module constant
+    app = dashboard.app  # type: ignore[attr-defined]
+    port = free_port()
+    count = "Number(document.getElementById('count').textContent)"
+    status = "document.getElementById('status').textContent"
+    async with chromium(tmp_path / "profile") as browser, AsyncExitStack() as pages:
+        async with app.run_server("127.0.0.1", port, backend=backend):
+            page = await pages.enter_async_context(browser.page(f"http://127.0.0.1:{port}/"))
+            await page.wait_for(f"{status} === 'live' && {count} >= 20")
+            assert await page.wait_for(LINE_PIXELS) > 50
+            value = await page.evaluate("document.getElementById('value').textContent")
+            assert 0 <= float(value) <= 100
+        # The server stopped (a Close with 1001 to the page); the page stays open.
+        await page.wait_for(f"{status}.startsWith('reconnecting in')")
+        seen = await page.evaluate(count)
+        async with app.run_server("127.0.0.1", port, backend=backend):  # the same port, as after a deploy
+            await page.wait_for(f"{status} === 'live' && {count} > {seen}")
