@@ -197,8 +197,8 @@ class RedisBroker:
 
     def _reset_session(self) -> None:
         # What lives only as long as one pair of connections.
-        self._subscriber: _Connection | None = None
-        self._publisher: _Connection | None = None
+        self._opened: list[_Connection] = []  # to close, connected or not
+        self._subscriber: _Connection | None = None  # once connected and subscribed
         self._subscribed: set[str] = set()  # groups a SUBSCRIBE was sent for on this connection
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}  # channel -> its subscribe's reply
         self._outbox: deque[tuple[bytes, bytes]] = deque()
@@ -268,7 +268,9 @@ class RedisBroker:
             async with asyncio.timeout(self._subscribe_timeout):
                 async with self._lock:
                     connection = self._subscriber
-                    if connection is None or group not in self._wanted:
+                    # Never sent on a lost connection: redis-py would quietly
+                    # open a new one, subscribed to nothing else.
+                    if connection is None or not connection.is_connected or group not in self._wanted:
                         return
                     confirmed = self._confirmations.get(channel)
                     if confirmed is None:
@@ -302,7 +304,9 @@ class RedisBroker:
         async with self._lock:
             connection = self._subscriber
             # Someone may have joined again since, or the session ended.
-            if group in self._wanted or group not in self._subscribed or connection is None:
+            if group in self._wanted or group not in self._subscribed:
+                return
+            if connection is None or not connection.is_connected:
                 return
             self._subscribed.discard(group)
             try:
@@ -331,17 +335,16 @@ class RedisBroker:
 
     async def _supervise(self, first_attempt: asyncio.Future[None]) -> None:
         delays = backoff(self._min_delay, self._max_delay)
-        ever_connected = False
         while True:
             was_connected = False
             try:
-                await self._session(first_attempt, ever_connected)
+                await self._session(first_attempt)
             except Exception as error:
                 was_connected = self._connected
                 reason = f"{type(error).__name__}: {error}"
                 if was_connected:
                     logger.warning("lost Redis at %s (%s); reconnecting", self._where, reason)
-                elif not ever_connected and not first_attempt.done():
+                elif not first_attempt.done():
                     logger.warning("cannot reach Redis at %s (%s); retrying behind", self._where, reason)
                 else:
                     self._unreachable(f"Redis at {self._where} is still unreachable ({reason})")
@@ -350,14 +353,17 @@ class RedisBroker:
             if not first_attempt.done():
                 first_attempt.set_result(None)
             if was_connected:
-                ever_connected = True
                 delays = backoff(self._min_delay, self._max_delay)  # each outage starts from the short delay
             await asyncio.sleep(next(delays))
 
-    async def _session(self, first_attempt: asyncio.Future[None], reconnect: bool) -> None:
+    async def _session(self, first_attempt: asyncio.Future[None]) -> None:
         """One pair of connections, from connecting until either fails (it always raises)."""
-        subscriber = self._subscriber = self._new_connection()
-        publisher = self._publisher = self._new_connection()
+        # Any connection but the one start() waited for comes after members
+        # could have joined and broadcasts been missed: the hooks run for it.
+        reconnect = first_attempt.done()
+        subscriber = self._new_connection()
+        publisher = self._new_connection()
+        self._opened = [subscriber, publisher]
         await subscriber.connect()
         await publisher.connect()
         async with self._lock:
@@ -367,9 +373,9 @@ class RedisBroker:
                 chunk = channels[start : start + SUBSCRIBE_CHUNK]
                 await subscriber.send_command("SUBSCRIBE", *chunk, check_health=False)
             self._subscribed = set(groups)
+            self._subscriber = subscriber
         self._connected = True
-        if reconnect:
-            logger.info("reconnected to Redis at %s", self._where)
+        logger.info("%s to Redis at %s", "reconnected" if reconnect else "connected", self._where)
         if not first_attempt.done():
             first_attempt.set_result(None)
         loop = asyncio.get_running_loop()
@@ -399,7 +405,7 @@ class RedisBroker:
         for confirmed in self._confirmations.values():
             if not confirmed.done():
                 confirmed.set_result(None)  # add() returns; the group is subscribed on reconnection
-        connections = [c for c in (self._subscriber, self._publisher) if c is not None]
+        connections = self._opened
         self._reset_session()
         self._idle.set()
         for connection in connections:
@@ -461,6 +467,8 @@ class RedisBroker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if not connection.is_connected:
+                raise ConnectionError("the publishing connection was closed")  # sending would reopen it
             self._idle.clear()
             batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
             try:
