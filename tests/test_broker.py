@@ -354,20 +354,17 @@ def test_bad_urls_and_arguments_are_refused() -> None:
         FastrAPI(broker=6379)  # type: ignore[arg-type]  # what this checks
 
 
-async def test_a_client_lends_its_settings() -> None:
+def test_a_client_lends_its_settings() -> None:
     from redis.asyncio import Redis
 
-    client = Redis(host="127.0.0.1", port=1, password="secret")
-    try:
-        broker = RedisBroker(client=client, prefix="chat:")
-        assert repr(broker) == "RedisBroker('127.0.0.1:1', prefix='chat:')"
-        assert "secret" not in repr(broker)
-        with pytest.raises(TypeError, match="one of the two"):
-            RedisBroker("redis://127.0.0.1", client=client)
-        with pytest.raises(TypeError, match="from the client"):
-            RedisBroker(client=client, password="other")
-    finally:
-        await client.aclose()
+    client = Redis(host="127.0.0.1", port=1, password="secret")  # never connects: nothing to close
+    broker = RedisBroker(client=client, prefix="chat:")
+    assert repr(broker) == "RedisBroker('127.0.0.1:1', prefix='chat:')"
+    assert "secret" not in repr(broker)
+    with pytest.raises(TypeError, match="one of the two"):
+        RedisBroker("redis://127.0.0.1", client=client)
+    with pytest.raises(TypeError, match="from the client"):
+        RedisBroker(client=client, password="other")
 
 
 def test_a_url_builds_a_redis_broker_and_tls_and_sockets_are_understood() -> None:
@@ -625,3 +622,29 @@ async def test_add_returns_when_redis_does_not_confirm_in_time(
             assert await app.groups.add("late", sockets[0])  # returns, and says so
             assert "did not confirm the subscription to group 'late'" in caplog.text
             await eventually(lambda: redis_server.numsub(f"{prefix}late") == 1)
+
+
+async def test_a_client_speaking_resp2_with_decoded_responses_still_carries_bytes(
+    redis_server: RedisServer,
+) -> None:
+    from redis.asyncio import Redis
+
+    # The broker's connections take the client's settings; its replies are
+    # read raw whatever the client decodes, and RESP2 works as RESP3 does.
+    client = Redis.from_url(redis_server.url, protocol=2, decode_responses=True)
+    prefix = fresh_prefix()
+    app_a, sockets_a = group_app(broker=RedisBroker(client=client, prefix=prefix, health_check_interval=0.05))
+    app_b, sockets_b = redis_app(redis_server.url, prefix)
+    with anyio.fail_after(GUARD):
+        async with (
+            AsyncTestClient(app_a) as client_a,
+            AsyncTestClient(app_b) as client_b,
+            joined(client_a, "room", 1) as (on_a,),
+            joined(client_b, "room", 1) as (on_b,),
+        ):
+            await anyio.sleep(0.2)  # quiet: PINGs under RESP2 are answered as [b"pong", b""]
+            assert await app_b.groups.send_bytes("room", b"\xff\x00not utf-8", exclude=sockets_b[0]) == 0
+            assert await on_a.receive_bytes() == b"\xff\x00not utf-8"
+            assert await app_a.groups.send_text("room", "é ✨", exclude=sockets_a[0]) == 0
+            assert await on_b.receive_text() == "é ✨"
+            assert app_a.groups.stats().broker_connected
