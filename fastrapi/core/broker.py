@@ -72,9 +72,12 @@ class Broker(Protocol):
 
     async def start(self, deliver: Deliver, reconnected: Reconnected) -> None:
         """Connect; from now on call ``deliver(group, payload)`` for each
-        message from elsewhere, and await ``reconnected()`` (in a task of
-        its own) each time the connection came back and every group in use
-        is subscribed again: messages may have been missed meanwhile."""
+        message published to a subscribed group (this process's own may come
+        back too: `Groups` skips them by their origin), and await
+        ``reconnected()`` (in a task of its own) each time the connection came
+        back and every group in use is subscribed again: messages may have
+        been missed meanwhile. Unreachable at start is no error: the broker
+        keeps trying."""
         ...
 
     async def subscribe(self, group: str) -> None:
