@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +87,32 @@ def two_servers(
     def render(port: int) -> str:
         return SCRIPT.format(url=redis.url, prefix=prefix, port=port, backend=backend)
 
-    with run_script(tmp_path, "a.py", render) as a, run_script(tmp_path, "b.py", render) as b:
+    with script_server(tmp_path, "a.py", render) as a, script_server(tmp_path, "b.py", render) as b:
         yield a, b, f"{prefix}room"
     for server in (a, b):
         assert server.process.returncode == 0, server.output
         assert "Traceback" not in server.output, server.output
+
+
+@contextmanager
+def script_server(tmp_path: Path, name: str, render: Callable[[int], str]) -> Iterator[ExampleServer]:
+    """`run_script`, on another free port if the one picked was taken meanwhile.
+
+    A server connects to Redis before it listens, and those connections may
+    take the very ephemeral port that free_port() had just let go.
+    """
+    for attempt in range(3):
+        stack = ExitStack()
+        try:
+            server = stack.enter_context(run_script(tmp_path, name, render))
+        except RuntimeError:
+            log = (tmp_path / f"{name}.log").read_text(errors="replace")
+            if attempt == 2 or "address already in use" not in log:
+                raise
+            continue
+        with stack:
+            yield server
+        return
 
 
 async def stats(server: ExampleServer) -> dict[str, Any]:
