@@ -7,9 +7,19 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# What fastrapi itself imports: the core, the backends, the reloader and typed messages.
-RUNTIME_LIBRARIES = {"anyio", "h11", "orjson", "wsproto", "websockets", "aiohttp", "watchfiles", "pydantic"}
-RUNTIME_EXTRAS = ("websockets", "aiohttp", "reload", "pydantic")
+# What fastrapi itself imports: the core, the backends, the reloader, typed messages and the Redis broker.
+RUNTIME_LIBRARIES = {
+    "anyio",
+    "h11",
+    "orjson",
+    "wsproto",
+    "websockets",
+    "aiohttp",
+    "watchfiles",
+    "pydantic",
+    "redis",
+}
+RUNTIME_EXTRAS = ("websockets", "aiohttp", "reload", "pydantic", "redis")
 
 
 def lower_bounds() -> dict[str, str]:

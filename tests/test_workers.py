@@ -18,6 +18,7 @@ import pytest
 
 from fastrapi import FastrAPI
 from fastrapi.core import listeners
+from fastrapi.core.broker import LocalBroker
 from fastrapi.core.server import LOG_HANDLER
 from fastrapi.core.supervisor import EXIT_STARTUP_FAILED, RestartPolicy, Supervisor, Worker, describe_exit
 from fastrapi.core.workers import PID_FORMAT, _show_pids, _warn_if_groups_are_local, check_count
@@ -55,27 +56,21 @@ def test_without_fork_more_than_one_worker_says_to_use_one(monkeypatch: pytest.M
 # -- groups across workers ----------------------------------------------------------------
 
 
-class Broker:
-    def __init__(self, is_local: bool) -> None:
-        self.is_local = is_local
-
-
 @pytest.mark.parametrize(
     ("broker", "warned"),
-    [(None, True), (Broker(is_local=True), True), (object(), True), (Broker(is_local=False), False)],
-    ids=["no broker", "local broker", "broker that does not say", "shared broker"],
+    [(None, True), (LocalBroker(), True), ("redis://127.0.0.1:1/0", False)],
+    ids=["default", "local broker", "redis broker"],
 )
 def test_workers_warn_that_groups_are_per_process_unless_the_broker_is_shared(
-    caplog: pytest.LogCaptureFixture, broker: object, warned: bool
+    caplog: pytest.LogCaptureFixture, broker: LocalBroker | str | None, warned: bool
 ) -> None:
-    app = FastrAPI()
-    if broker is not None:
-        app.broker = broker  # type: ignore[attr-defined]  # FastrAPI(broker=...) is to come
+    app = FastrAPI(broker=broker)
     with caplog.at_level(logging.WARNING, "fastrapi.server"):
         assert _warn_if_groups_are_local(app, 4) is warned
     expected = [
         "app.groups are per process: with 4 workers, a broadcast reaches only the members "
-        "connected to the same worker; groups across workers need a shared broker"
+        "connected to the same worker; groups across workers need a shared broker, "
+        'e.g. FastrAPI(broker="redis://...")'
     ]
     assert caplog.messages == (expected if warned else [])
 

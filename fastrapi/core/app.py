@@ -10,12 +10,15 @@ from dataclasses import replace
 from ssl import SSLContext
 from typing import Any, TypeVar
 
+import anyio
+
 from fastrapi.core import server as _server
 from fastrapi.core import workers as _workers
 from fastrapi.core.body import check_body
+from fastrapi.core.broker import Broker, LocalBroker
 from fastrapi.core.groups import DEFAULT_OUTBOX, DEFAULT_OVERFLOW, Groups, Overflow
 from fastrapi.core.handshake import check_size
-from fastrapi.core.lifespan import Lifespan, State, run_lifespan
+from fastrapi.core.lifespan import Lifespan, LifespanStartupError, State, run_lifespan
 from fastrapi.core.request import Request
 from fastrapi.core.responses import as_response
 from fastrapi.core.routing import Route, RouteError, Router
@@ -49,6 +52,11 @@ class FastrAPI:
             "drop_newest" (the default), "drop_oldest", "close_1008" or "close_1013".
         group_outbox: how many broadcast messages may wait for a member that
             is behind, beyond ``write_limit`` bytes in its buffer (16).
+        broker: what carries ``app.groups``' broadcasts to the other
+            processes serving the app: a `Broker`, or a Redis URL
+            (``"redis://host:6379/0"``, ``"rediss://..."`` for TLS,
+            ``"unix:///path"``) for a `fastrapi.brokers.redis.RedisBroker`
+            with its defaults. None (the default) keeps groups in this process.
         **overrides: individual settings, e.g. ``max_message_size=4 * 2**20``.
     """
 
@@ -59,10 +67,11 @@ class FastrAPI:
         lifespan: Lifespan | None = None,
         group_overflow: Overflow = DEFAULT_OVERFLOW,
         group_outbox: int = DEFAULT_OUTBOX,
+        broker: Broker | str | None = None,
         **overrides: Any,
     ) -> None:
         self._settings = replace(settings or Settings(), **overrides)
-        self.groups = Groups(group_overflow, group_outbox)
+        self.groups = Groups(group_overflow, group_outbox, _broker(broker))
         self._lifespan = lifespan
         self.state = State()
         self.websocket_router = Router()
@@ -216,8 +225,28 @@ class FastrAPI:
     # -- the Application contract, called by backends -------------------------
 
     def lifespan_context(self) -> AbstractAsyncContextManager[None]:
-        """The lifespan around one serve: start-up on enter, shutdown on exit."""
-        return run_lifespan(self, self._lifespan, self.state)
+        """The lifespan around one serve: start-up on enter, shutdown on exit.
+
+        The groups' broker runs around the app's own lifespan, so that its
+        start-up and shutdown may broadcast.
+        """
+        return self._serving()
+
+    @asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        try:
+            await self.groups.start()
+        except Exception as error:
+            raise LifespanStartupError(
+                f"the groups' broker failed to start: {type(error).__name__}: {error}"
+            ) from error
+        try:
+            async with run_lifespan(self, self._lifespan, self.state):
+                yield
+        finally:
+            # Shielded: a cancelled serve still disconnects (the close is bounded).
+            with anyio.CancelScope(shield=True):
+                await self.groups.close()
 
     def handle_websocket(
         self, transport: Transport, settings: Settings | None = None
@@ -270,3 +299,21 @@ class FastrAPI:
             "HTTP handler for %s returned %r, not a Response, str, bytes, dict or list", request.path, result
         )
         return Response.text(500, "Internal Server Error")
+
+
+def _broker(broker: Broker | str | None) -> Broker:
+    if broker is None:
+        return LocalBroker()
+    if isinstance(broker, str):
+        scheme = broker.partition("://")[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"FastrAPI(broker=...) takes a redis://, rediss:// or unix:// URL or a Broker, not {broker!r}"
+            )
+        # Imported only now: the redis package is an optional extra.
+        from fastrapi.brokers.redis import RedisBroker
+
+        return RedisBroker(broker)
+    if not isinstance(broker, Broker):
+        raise TypeError(f"FastrAPI(broker=...) takes a URL or a Broker, not {type(broker).__name__}")
+    return broker

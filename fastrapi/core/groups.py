@@ -25,19 +25,46 @@ Every drop is counted in `stats`, by policy. A member's buffer holds at most
 ``write_limit`` bytes plus ``outbox`` messages of broadcasts, however far
 behind it is.
 
-Guarantees: in this process only; at most once per member (a member either
+Guarantees: at most once per member (a member either
 gets a message or misses it, never twice); a sender's broadcasts reach each
 member in the order they were made (a handler's own ``send_*`` is not
 ordered with broadcasts still in its outbox). A member leaves every group when its
 session ends; a connection that is not open is not added.
+
+Across processes: with a shared broker (`fastrapi.core.broker`, e.g.
+``FastrAPI(broker="redis://...")``) each broadcast also goes to the members
+connected to the other processes. The members here get it at once, as
+without a broker; the broker carries it to the others, which subscribe to a
+group only while it has members there. The guarantees become the broker's:
+at most once, in order per sender, no history (a process that was
+disconnected from the broker missed what was sent meanwhile: see
+`Groups.on_reconnect`). A broadcast never waits for the broker, and the
+members elsewhere are not in the count it returns; a broadcast the broker
+could not pass on is counted in `stats` (``publish_failures``) and logged,
+never raised, so that a broker outage degrades a chat to each process's own
+members instead of failing every handler that broadcasts.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from fastrapi.core import json
+from fastrapi.core.broker import (
+    BINARY,
+    ORIGIN_SIZE,
+    TEXT,
+    Broker,
+    LocalBroker,
+    ThrottledWarning,
+    pack,
+    pack_encoded,
+    unpack,
+)
 from fastrapi.core.channel import Offered
 from fastrapi.core.codes import CloseCode
 from fastrapi.core.state import WebSocketState
@@ -53,6 +80,10 @@ _CLOSE_CODES = {"close_1008": CloseCode.POLICY_VIOLATION, "close_1013": CloseCod
 _OVERFLOW_REASON = "too slow for the group's broadcasts"
 _CONNECTED = WebSocketState.CONNECTED
 
+logger = logging.getLogger("fastrapi.groups")
+
+ReconnectHook = Callable[[], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class GroupStats:
@@ -66,6 +97,12 @@ class GroupStats:
         dropped: messages a member missed because its outbox was full.
         drops: ``dropped`` by the policy in force when each happened.
         overflow_closes: members closed by a ``close_*`` policy.
+        published: broadcasts the broker passed on to the other processes.
+        publish_failures: broadcasts it could not pass on (the members
+            elsewhere missed them; those here got them).
+        received: broadcasts that came from another process.
+        broker_connected: whether the broker is connected (always True in-process).
+        reconnects: how often the broker's connection came back after a loss.
     """
 
     members: int
@@ -74,6 +111,11 @@ class GroupStats:
     dropped: int
     drops: dict[str, int]
     overflow_closes: int
+    published: int = 0
+    publish_failures: int = 0
+    received: int = 0
+    broker_connected: bool = True
+    reconnects: int = 0
 
 
 class Groups:
@@ -85,25 +127,45 @@ class Groups:
         outbox: how many broadcast messages a member that is behind may have
             waiting, beyond the ``write_limit`` bytes in its buffer; 0 applies
             the policy as soon as the buffer is over its limit.
+        broker: what carries broadcasts to the other processes; by default
+            a `LocalBroker`, which carries nothing.
 
     Raises:
         ValueError: ``overflow`` names no policy, or ``outbox`` is negative.
     """
 
     __slots__ = (
+        "_broker",
         "_dropped",
         "_drops",
         "_groups",
         "_joined",
+        "_malformed",
+        "_origin",
         "_outbox",
         "_overflow",
         "_overflow_closes",
+        "_received",
+        "_reconnect_hooks",
         "_sent",
+        "_shared",
     )
 
-    def __init__(self, overflow: Overflow = DEFAULT_OVERFLOW, outbox: int = DEFAULT_OUTBOX) -> None:
+    def __init__(
+        self,
+        overflow: Overflow = DEFAULT_OVERFLOW,
+        outbox: int = DEFAULT_OUTBOX,
+        broker: Broker | None = None,
+    ) -> None:
         if not isinstance(outbox, int) or outbox < 0:
             raise ValueError(f"a group outbox holds a number of messages >= 0, not {outbox!r}")
+        self._broker: Broker = LocalBroker() if broker is None else broker
+        # Read once per broadcast: with an in-process broker nothing else happens.
+        self._shared = self._broker.shared
+        self._origin = b""  # this process's id in the envelope; made anew by each start
+        self._received = 0
+        self._malformed = ThrottledWarning(logger)
+        self._reconnect_hooks: list[ReconnectHook] = []
         self._overflow: Overflow = _checked(overflow)
         self._outbox = outbox
         # Dicts, not sets: members are reached in the order they joined.
@@ -122,6 +184,57 @@ class Groups:
     def overflow(self, policy: Overflow) -> None:
         self._overflow = _checked(policy)
 
+    @property
+    def broker(self) -> Broker:
+        """What carries broadcasts to the other processes (``broker.shared``
+        is False for the in-process default)."""
+        return self._broker
+
+    # -- the broker's life, driven by the app -----------------------------------
+
+    async def start(self) -> None:
+        """Start the broker; the app calls it when it starts serving."""
+        # A fresh id per start: worker processes forked from one parent
+        # must not share it, or each would skip the others' broadcasts.
+        self._origin = os.urandom(ORIGIN_SIZE)
+        await self._broker.start(self._deliver_remote, self._reconnected)
+
+    async def close(self) -> None:
+        """Stop the broker; the app calls it when it stops serving."""
+        await self._broker.close()
+
+    def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
+        """Call ``await hook()`` each time the broker's connection came back.
+
+        By then every group with members here is subscribed again, but what
+        was broadcast elsewhere while it was lost is gone: a hook is where
+        the app resynchronises its members (sends them the current state, or
+        tells them to fetch it). Hooks run one after the other in a task of
+        their own; one that raises is logged and the next still runs. Usable
+        as a decorator. Never called with the in-process broker.
+        """
+        self._reconnect_hooks.append(hook)
+        return hook
+
+    async def _reconnected(self) -> None:
+        for hook in list(self._reconnect_hooks):
+            try:
+                await hook()
+            except Exception:
+                logger.exception("groups on_reconnect hook %r raised", hook)
+
+    def _deliver_remote(self, name: str, payload: bytes) -> None:
+        # A broadcast from another process, handed over by the broker.
+        try:
+            origin, message = unpack(payload)
+        except ValueError as error:
+            self._malformed(f"ignored a message for group {name!r} that is not a group broadcast: {error}")
+            return
+        if origin == self._origin:
+            return  # our own broadcast, back from the broker: our members got it already
+        self._received += 1
+        self._deliver(name, message, None)
+
     # -- membership ---------------------------------------------------------
 
     async def add(self, name: str, ws: WebSocket) -> bool:
@@ -130,8 +243,8 @@ class Groups:
         A connection that is not open (not accepted yet, closing or closed)
         is ignored and False returned: its session may have ended already,
         and nothing would take it out again. Adding a member twice is a no-op.
-        (A coroutine so that a group shared between processes can come later
-        with the same API.)
+        With a shared broker it returns once the group's broadcasts from
+        other processes reach this one (`Broker.subscribe`).
         """
         if not isinstance(name, str):
             raise TypeError(f"a group's name is a str, not {type(name).__name__}")
@@ -139,6 +252,10 @@ class Groups:
             return False
         self._groups.setdefault(name, {})[ws] = None
         self._joined.setdefault(ws, set()).add(name)
+        if self._shared:
+            # Member first, then the wait: the session may end meanwhile,
+            # and forget() must find it to take it out again.
+            await self._broker.subscribe(name)
         return True
 
     def discard(self, name: str, ws: WebSocket) -> None:
@@ -149,6 +266,8 @@ class Groups:
         del members[ws]
         if not members:
             del self._groups[name]
+            if self._shared:
+                self._broker.unsubscribe(name)
         joined = self._joined.get(ws)
         if joined is not None:
             joined.discard(name)
@@ -163,6 +282,8 @@ class Groups:
                 members.pop(ws, None)
                 if not members:
                     del self._groups[name]
+                    if self._shared:
+                        self._broker.unsubscribe(name)
 
     def members(self, name: str) -> list[WebSocket]:
         """The members of group ``name`` now, in the order they joined (a copy)."""
@@ -185,7 +306,11 @@ class Groups:
         """
         if not isinstance(message, str):
             raise TypeError(f"send_text() takes a str, not {type(message).__name__}")
-        return self._deliver(name, str(message), exclude)
+        text = str(message)
+        delivered = self._deliver(name, text, exclude)
+        if self._shared:
+            self._broker.publish(name, pack(self._origin, text))
+        return delivered
 
     async def send_bytes(
         self, name: str, message: bytes | bytearray | memoryview, exclude: WebSocket | None = None
@@ -193,7 +318,11 @@ class Groups:
         """Send a binary message to every member of ``name`` but ``exclude``; as `send_text`."""
         if not isinstance(message, bytes | bytearray | memoryview):
             raise TypeError(f"send_bytes() takes bytes, not {type(message).__name__}")
-        return self._deliver(name, bytes(message), exclude)
+        data = bytes(message)
+        delivered = self._deliver(name, data, exclude)
+        if self._shared:
+            self._broker.publish(name, pack(self._origin, data))
+        return delivered
 
     async def send_json(
         self,
@@ -213,7 +342,12 @@ class Groups:
         if mode not in ("text", "binary"):
             raise ValueError(f'send_json() mode must be "text" or "binary", not {mode!r}')
         payload = json.dumps(message)
-        return self._deliver(name, payload.decode() if mode == "text" else payload, exclude)
+        delivered = self._deliver(name, payload.decode() if mode == "text" else payload, exclude)
+        if self._shared:
+            # The serialised bytes as they are: a text envelope carries UTF-8 anyway.
+            kind = TEXT if mode == "text" else BINARY
+            self._broker.publish(name, pack_encoded(kind, self._origin, payload))
+        return delivered
 
     def _deliver(self, name: str, data: str | bytes, exclude: WebSocket | None) -> int:
         members = self._groups.get(name)
@@ -255,6 +389,7 @@ class Groups:
     # -- statistics -----------------------------------------------------------
 
     def stats(self) -> GroupStats:
+        broker = self._broker.stats()
         return GroupStats(
             members=len(self._joined),
             groups={name: len(members) for name, members in self._groups.items()},
@@ -262,6 +397,11 @@ class Groups:
             dropped=self._dropped,
             drops=dict(self._drops),
             overflow_closes=self._overflow_closes,
+            published=broker.published,
+            publish_failures=broker.publish_failures,
+            received=self._received,
+            broker_connected=broker.connected,
+            reconnects=broker.reconnects,
         )
 
 

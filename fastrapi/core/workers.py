@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from ssl import SSLContext
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -31,6 +32,9 @@ from fastrapi.core.loop import running_loop
 from fastrapi.core.request import Address
 from fastrapi.core.supervisor import EXIT_STARTUP_FAILED, Supervisor
 from fastrapi.core.transport import Application, Server
+
+if TYPE_CHECKING:
+    from fastrapi.core.groups import Groups
 
 logger = logging.getLogger("fastrapi.server")
 
@@ -154,19 +158,20 @@ def _show_pids() -> None:
             handler.setFormatter(logging.Formatter(PID_FORMAT))
 
 
-def _warn_if_groups_are_local(app: object, workers: int) -> bool:
+def _warn_if_groups_are_local(app: Application, workers: int) -> bool:
     """Warn (and return True) unless the app's groups reach every worker.
 
     ``app.groups`` broadcasts through the app's broker: the in-memory one
-    reaches the connections of its own process only. A broker says which
-    it is with ``is_local``; an app without one has the in-memory groups.
+    (`LocalBroker`, the default) reaches the connections of its own process
+    only; a shared one (``FastrAPI(broker="redis://...")``) says so.
     """
-    broker = getattr(app, "broker", None)
-    if broker is not None and not getattr(broker, "is_local", True):
+    groups: Groups | None = getattr(app, "groups", None)  # FastrAPI's; not part of the contract
+    if groups is not None and groups.broker.shared:
         return False
     logger.warning(
         "app.groups are per process: with %d workers, a broadcast reaches only the members "
-        "connected to the same worker; groups across workers need a shared broker",
+        "connected to the same worker; groups across workers need a shared broker, "
+        'e.g. FastrAPI(broker="redis://...")',
         workers,
     )
     return True
