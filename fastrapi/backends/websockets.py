@@ -47,13 +47,13 @@ from websockets.exceptions import (
     SecurityError,
     TooManyHeaders,
 )
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as LibraryRequest
 from websockets.http11 import Response as LibraryResponse
 from websockets.http11 import d, parse_headers, parse_line
 from websockets.protocol import Event, Protocol, State
 from websockets.server import ServerProtocol
-from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
 from websockets.utils import accept_key
 
@@ -71,21 +71,6 @@ from fastrapi.core.transport import Application, Backend, HeaderList, Receiver, 
 _CONNECTING, _OPEN, _CLOSING, _CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
 _TEXT, _BINARY, _CONT, _CLOSE, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE, Opcode.PONG
 _HELD_BACK = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_FRAME_PAYLOAD_DATA)
-
-
-class _HeldReader(StreamReader):
-    """The library's stream reader, holding frames back until the handshake is answered.
-
-    The library parses frames that follow the request even before the 101;
-    held, their bytes wait in the buffer until ``accept()`` feeds them
-    through the `FrameCheck` like every later chunk. Then the reader is a
-    plain `StreamReader` again.
-    """
-
-    def at_eof(self) -> Generator[None, None, bool]:
-        while not self.eof:
-            yield
-        return (yield from super().at_eof())
 
 
 # -- reading the request: the one place this backend parses HTTP itself --------
@@ -165,7 +150,14 @@ class _RequestReader(ServerProtocol):
             yield
             return
         self.events.append(request)
-        yield from Protocol.parse(self)  # the frames: `_HeldReader` holds them until the 101
+        # The library would parse the frames that follow the request even
+        # before the 101. Held back instead, their bytes wait in the buffer
+        # until `open()` feeds them through the `FrameCheck` like every later
+        # chunk; only EOF ends the wait, as it would end the library's.
+        reader = self.reader
+        while not reader.eof:
+            yield
+        yield from Protocol.parse(self)
 
     def _read_request(self) -> Generator[None, None, _ParsedRequest]:
         """The request, as the library's `Request.parse` reads it, with a plain request's body."""
@@ -306,20 +298,11 @@ class _ServerProtocol(_RequestReader):
         while True:
             yield
 
-    def release(self) -> bytes:
-        """Stop holding frames back; return the bytes held so far."""
-        held_back = type(self.reader) is _HeldReader
-        reader = self.reader
-        if not held_back:
-            return b""
-        reader.__class__ = StreamReader
-        held = bytes(reader.buffer)
-        reader.buffer.clear()
-        return held
-
     def open(self) -> bytes:
-        """The 101 is out: read frames; return the bytes that came before it."""
-        early = self.release()
+        """The 101 is out: read frames; return the bytes held back before it."""
+        buffer = self.reader.buffer
+        early = bytes(buffer)
+        buffer.clear()
         # The library's frame parser afresh: the one that read the request
         # would keep the request alive in its frame for the connection's life.
         self.parser = Protocol.parse(self)
@@ -327,7 +310,6 @@ class _ServerProtocol(_RequestReader):
         return early
 
     def send_eof(self) -> None:
-        self.release()  # nothing more is parsed: let the library discard it
         problem = _unparsed(self.handshake_exc)
         if self.state is _CONNECTING and isinstance(self.handshake_exc, InvalidMessage) and problem:
             # The request could not be parsed: the library would close without a word.
@@ -383,23 +365,30 @@ class WebsocketsBackend:
         sock: socket | None = None,
     ) -> None:
         settings = self.app.settings
+        # What serve() makes each connection's protocol with, and
+        # WebsocketsConnection its own: the same options, the same objects.
+        protocol_options: dict[str, Any] = {
+            # The library's permessage-deflate: 12 bits, memLevel 5 (serve()'s compression="deflate").
+            "extensions": enable_server_permessage_deflate(None) if settings.compression else None,
+            "max_size": settings.max_message_size,
+            "logger": _ServerLog(),
+        }
         server = await serve(
             _never_called,
             None if sock else host,  # create_server takes a socket or an address, never both
             None if sock else port,
             sock=sock,
             ssl=tls,
-            compression="deflate" if settings.compression else None,  # 12 bits, memLevel 5
+            compression=None,  # the extensions above, if any
             server_header=None,
             open_timeout=None,  # handshake() runs the whole session; it bounds the request itself
             ping_interval=None,
             ping_timeout=None,
             close_timeout=settings.close_timeout,
-            max_size=settings.max_message_size,
             max_queue=None,  # the library's message queue is not used
             write_limit=settings.write_limit,
-            logger=_ServerLog(),
-            create_connection=WebsocketsConnection.serving(self.app),
+            create_connection=WebsocketsConnection.serving(self.app, protocol_options),
+            **protocol_options,
         )
         task_status.started(WebsocketsServer(server))
         try:
@@ -422,25 +411,28 @@ class WebsocketsConnection(ServerConnection):
     # Attributes on the class where they can be: past the library's 28 and
     # one more, each connection's attributes take a 1.3 KiB dict.
     _app: Application  # set on the class by serving()
-    _protocol_class: type[_ServerProtocol] = _ServerProtocol  # set on the class by serving()
+    _protocol_class: type[_ServerProtocol]  # set on the class by serving()
+    _protocol_options: dict[str, Any]  # serve()'s for its protocols: set on the class by serving()
     _receiver: Receiver | None = None  # the core, once the 101 is out
     _failed = False  # a protocol error was reported: nothing more is pushed
     _closer: asyncio.TimerHandle | None = None  # drops TCP after the library's own failure
 
     @classmethod
-    def serving(cls, app: Application) -> type[WebsocketsConnection]:
+    def serving(cls, app: Application, protocol_options: dict[str, Any]) -> type[WebsocketsConnection]:
         """The class of one server's connections: ``app`` on the class, not on each
-        (and its settings on the class of their protocols)."""
+        (and its settings on the class of their protocols, made with the
+        ``protocol_options`` that serve() makes its own with)."""
         protocol_class = type(_ServerProtocol.__name__, (_ServerProtocol,), {"settings": app.settings})
-        return type(cls.__name__, (cls,), {"_app": app, "_protocol_class": protocol_class})
+        attributes = {"_app": app, "_protocol_class": protocol_class, "_protocol_options": protocol_options}
+        return type(cls.__name__, (cls,), attributes)
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        protocol.__class__ = self._protocol_class  # serve() builds the protocol itself
-        protocol.reader.__class__ = _HeldReader
-        # Its parser started as the library's: ours instead (nothing was read yet).
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        super().__init__(protocol, *args, **kwargs)
+        # serve() made the library's protocol; ours replaces it, made the same
+        # way. Not the library's with its class changed: on CPython 3.11+ an
+        # object whose class is assigned takes a dict of its own, and every
+        # attribute read on it, a dozen for each message sent, goes the slow way.
+        protocol.parser.close()  # it refers to the protocol: both are freed without the collector
+        super().__init__(self._protocol_class(**self._protocol_options), *args, **kwargs)
         # A list, not the library's deque: an empty deque costs 600 bytes a connection.
         self.drain_waiters = []  # type: ignore[assignment]
 
