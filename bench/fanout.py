@@ -354,7 +354,7 @@ def report_again(path: Path) -> int:
     servers = [server for server in SERVER_ORDER if any(r["server"] == server for r in records)]
     shootout = meta["shootout"]
     summary = summarize(records, servers, meta["conns"], shootout["limit_ms"], shootout["share"])
-    summary.update(summarize_phases(records, meta, document["summary"].get("redis_rtt_us", [])))
+    summary.update(summarize_phases(records, meta, document.get("redis_rtt_us", [])))
     write_json(path, meta, finite(summary), records)
     path.with_suffix(".md").write_text(markdown(meta, summary, servers) + phases_markdown(summary))
     print(f"wrote {path} and its .md again")
