@@ -67,8 +67,9 @@ bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick
 	$(BIN)/python bench/fanout.py --quick
 
-# Broadcast fan-out side by side: 1,000 and 10,000 subscribers, 5 rounds, then
-# the shootout up to 19,000 (about 10 minutes); writes bench/results/fanout.{json,md}.
+# Broadcast fan-out side by side: 1,000 and 10,000 subscribers, 5 rounds, the
+# shootout up to 19,000, then through Redis, with workers and with stalled
+# subscribers (about 20 minutes); writes bench/results/fanout.{json,md}.
 bench-fanout: $(BENCH_STAMP)
 	$(BIN)/python bench/fanout.py
 

@@ -136,7 +136,7 @@ def starlette_uvicorn(port: int) -> None:
     )
 
 
-def fastrapi_server(backend: str, port: int) -> None:
+def fastrapi_server(backend: str, port: int, workers: int = 1) -> None:
     from fastrapi import FastrAPI, WebSocket, WebSocketDisconnect
 
     app = FastrAPI()
@@ -153,7 +153,9 @@ def fastrapi_server(backend: str, port: int) -> None:
     print("ready", flush=True)  # serve() binds at once; the caller polls the port
     # No line per connection, like every reference here (aiohttp's
     # access_log=None, uvicorn at log_level="warning").
-    app.serve("127.0.0.1", port, backend=backend, access_log=False)
+    # workers=N only when asked for: the option is the one thing measured.
+    options = {"workers": workers} if workers > 1 else {}
+    app.serve("127.0.0.1", port, backend=backend, access_log=False, **options)
 
 
 def on_asyncio(serve: Callable[[int], Any]) -> Callable[[int], None]:
@@ -170,6 +172,8 @@ SERVERS: dict[str, Callable[[int], None]] = {
     **{backend: on_asyncio(serve) for backend, serve in RAW.items()},
     "starlette-uvicorn": starlette_uvicorn,
     "picows": on_asyncio(raw_picows),
+    # The same app as fastrapi-aiohttp, served by app.serve(workers=2): only run when named.
+    "fastrapi-aiohttp-w2": lambda port: fastrapi_server("aiohttp", port, workers=2),
 }
 
 

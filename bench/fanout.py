@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fanout_server import SERVERS, Unsupported, check_options
-from harness import loadgen, machine
+from harness import fanout_phases, loadgen, machine
 from harness.fanout import (
     NOISY_PCT,
     REFERENCE,
@@ -46,7 +47,7 @@ from harness.fanout import (
     step_stats,
     summarize,
 )
-from harness.processes import BENCH, MeasurementError, cores, raise_open_file_limit
+from harness.processes import BENCH, Cores, MeasurementError, all_cores, cores, raise_open_file_limit
 from harness.report import write_json
 from run import stop_on_sigterm
 
@@ -63,6 +64,10 @@ PACKAGES = ("fastrapi", "websockets", "aiohttp", "wsproto")
 # The last just under the open-file limit of this machine (20,000) for either process.
 NOISY_RETRIES = 2  # a shootout step that fails on a busy machine is measured this many times more
 SHOOTOUT_STEPS = [1000, 2000, 5000, 10000, 15000, 19000]
+PHASES = ("latency", "shootout", "broker", "workers", "stall")
+STALL_EVERY = 100  # one subscriber in 100 stops reading
+STALL_SIZE = 16 * 1024  # bytes a broadcast: a stalled member's buffers fill within a few hundred
+STALL_GIVE_UP = 3  # broadcasts in a row that did not complete: the server is stuck
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -89,7 +94,33 @@ def parse_arguments() -> argparse.Namespace:
         "--timeout", type=float, default=10.0, help="seconds after which a broadcast has not reached everyone"
     )
     parser.add_argument(
-        "--phases", nargs="+", choices=("latency", "shootout"), default=["latency", "shootout"]
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        help="latency and shootout: one process each; broker, workers, stall: see bench/README.md "
+        "(default: all; with --quick: latency and shootout)",
+    )
+    parser.add_argument(
+        "--broker-conns",
+        nargs="+",
+        type=int,
+        help="subscriber counts of the broker phase (default 1000 10000)",
+    )
+    parser.add_argument(
+        "--workers-conns", nargs="+", type=int, help="subscriber counts of the workers phase (default 10000)"
+    )
+    parser.add_argument(
+        "--phase-rounds", type=int, default=3, help="rounds of the broker and workers phases (default 3)"
+    )
+    parser.add_argument("--stall-conns", type=int, default=1000, help="subscribers of the stall phase")
+    parser.add_argument(
+        "--stall-broadcasts", type=int, default=400, help="broadcasts of the stall phase (default 400)"
+    )
+    parser.add_argument(
+        "--stall-bound",
+        type=float,
+        default=5.0,
+        help="seconds after which a stall broadcast did not complete",
     )
     parser.add_argument(
         "--shootout-steps", nargs="+", type=int, help="subscriber counts, growing (default 1000 ... 19000)"
@@ -128,6 +159,9 @@ def parse_arguments() -> argparse.Namespace:
         options.gap = min(options.gap, 0.01)
         options.shootout_steps = options.shootout_steps or [20, 50]
         options.shootout_broadcasts = options.shootout_broadcasts or 5
+    options.phases = options.phases or (["latency", "shootout"] if options.quick else list(PHASES))
+    options.broker_conns = options.broker_conns or [1000, 10000]
+    options.workers_conns = options.workers_conns or [10000]
     options.conns = options.conns or [1000, 10000]
     options.rounds = options.rounds or 5
     options.broadcasts = options.broadcasts or 10
@@ -166,6 +200,8 @@ def run_once(
     plan: Plan,
     options: argparse.Namespace,
     log: Path,
+    config: str | None = None,
+    server_cores: Cores | None = None,
 ) -> dict[str, Any]:
     """One server started afresh, one client run through ``steps``."""
     server_core, client_core = cores()
@@ -173,6 +209,8 @@ def run_once(
         "phase": phase,
         "round": round_number,
         "server": name,
+        "config": config,
+        "topology": topology.describe(),
         "steps": [],
         "error": None,
     }
@@ -195,7 +233,7 @@ def run_once(
 
     server: FanoutServer | None = None
     try:
-        server = FanoutServer(name, topology, server_core, log)
+        server = FanoutServer(name, topology, server_core if server_cores is None else server_cores, log)
         server.wait_listening()
         retries = NOISY_RETRIES * len(steps) if phase == "shootout" else 0
         record["steps"], record["error"] = measure(server, steps, plan, client_core, decide, retries)
@@ -205,20 +243,108 @@ def run_once(
         if server is not None:
             server.stop()
     if record["error"] is not None:
-        print(f"[{phase} {round_number}] {name:28} FAILED: {record['error']}", flush=True)
+        print(f"[{phase} {round_number}] {config or name:28} FAILED: {record['error']}", flush=True)
     return record
 
 
 def report_step(record: dict[str, Any], step: dict[str, Any]) -> None:
     stats = step_stats([step])
     print(
-        f"[{record['phase']} {record['round']}] {record['server']:28} {step['conns']:>6,} subscribers: "
+        f"[{record['phase']} {record['round']}] {record['config'] or record['server']:28} "
+        f"{step['conns']:>6,} subscribers: "
         f"time to all p50 {stats['all_p50_ms']:8.1f} ms, p95 {stats['all_p95_ms']:8.1f} ms, "
         f"median subscriber {stats['subscriber_median_ms']:7.1f} ms, "
         f"{stats['complete']}/{stats['broadcasts']} complete  (server CPU "
         f"{stats['server_cpu_ms_per_broadcast']:.1f} ms a broadcast, other {stats['other_load_pct']:.0f}%)",
         flush=True,
     )
+
+
+def run_broker_phase(
+    records: list[dict[str, Any]], plan: Plan, options: argparse.Namespace, log: Path
+) -> list[float]:
+    """Groups in one process against two through Redis, in each round; the bare Redis round trips."""
+    server_core, _ = cores()
+    configs = fanout_phases.BROKER_CONFIGS
+    rtts: list[float] = []
+    for round_number in range(1, options.phase_rounds + 1):
+        shift = (round_number - 1) % len(configs)
+        for n in options.broker_conns:
+            for label, server, topology in configs[shift:] + configs[:shift]:
+                records.append(
+                    run_once(server, "broker", round_number, [n], topology, plan, options, log, label)
+                )
+        try:
+            rtts += fanout_phases.redis_round_trips(server_core, log)
+        except (MeasurementError, subprocess.SubprocessError, ValueError, KeyError) as error:
+            print(f"[broker {round_number}] the bare Redis round trip FAILED: {error}", flush=True)
+    if rtts:
+        print(
+            f"[broker] bare Redis PUBLISH -> message: p50 {sorted(rtts)[len(rtts) // 2]:.0f} µs", flush=True
+        )
+    return rtts
+
+
+def run_workers_phase(
+    records: list[dict[str, Any]], plan: Plan, options: argparse.Namespace, log: Path
+) -> None:
+    """app.serve(workers=2) against workers=1, both with Redis, on every core."""
+    configs = fanout_phases.WORKER_CONFIGS
+    for round_number in range(1, options.phase_rounds + 1):
+        shift = (round_number - 1) % len(configs)
+        for n in options.workers_conns:
+            for label, server, topology in configs[shift:] + configs[:shift]:
+                records.append(
+                    run_once(
+                        server, "workers", round_number, [n], topology, plan, options, log, label, all_cores()
+                    )
+                )
+
+
+def run_stall_phase(
+    records: list[dict[str, Any]], plan: Plan, options: argparse.Namespace, log: Path
+) -> None:
+    """Groups against the guide's loop with one subscriber in 100 that stops reading."""
+    stall_plan = replace(
+        plan,
+        broadcasts=options.stall_broadcasts,
+        warmup=0,
+        gap=min(plan.gap, 0.02),
+        timeout=options.stall_bound,
+        size=STALL_SIZE,
+        stall_every=STALL_EVERY,
+        give_up=STALL_GIVE_UP,
+    )
+    for server in fanout_phases.STALL_SERVERS:
+        record = run_once(server, "stall", 1, [options.stall_conns], Topology(), stall_plan, options, log)
+        record["planned"] = options.stall_broadcasts
+        records.append(record)
+
+
+def summarize_phases(
+    records: list[dict[str, Any]], meta: dict[str, Any], rtts: list[float]
+) -> dict[str, Any]:
+    phases = meta["phases"]
+    summary: dict[str, Any] = {}
+    if "broker" in phases:
+        summary["broker"] = fanout_phases.summarize_broker(records, meta["broker"]["conns"], rtts)
+        summary["redis_rtt_us"] = rtts  # kept whole, so that --report can summarize again
+    if "workers" in phases:
+        summary["workers"] = fanout_phases.summarize_workers(records, meta["workers"]["conns"])
+    if "stall" in phases:
+        summary["stall"] = fanout_phases.summarize_stall(records, meta["stall"]["bound_s"])
+    return summary
+
+
+def phases_markdown(summary: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if "broker" in summary:
+        lines += fanout_phases.broker_section(summary["broker"])
+    if "workers" in summary:
+        lines += fanout_phases.workers_section(summary["workers"])
+    if "stall" in summary:
+        lines += fanout_phases.stall_section(summary["stall"])
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def report_again(path: Path) -> int:
@@ -228,8 +354,9 @@ def report_again(path: Path) -> int:
     servers = [server for server in SERVER_ORDER if any(r["server"] == server for r in records)]
     shootout = meta["shootout"]
     summary = summarize(records, servers, meta["conns"], shootout["limit_ms"], shootout["share"])
+    summary.update(summarize_phases(records, meta, document.get("redis_rtt_us", [])))
     write_json(path, meta, finite(summary), records)
-    path.with_suffix(".md").write_text(markdown(meta, summary, servers))
+    path.with_suffix(".md").write_text(markdown(meta, summary, servers) + phases_markdown(summary))
     print(f"wrote {path} and its .md again")
     return 0
 
@@ -245,6 +372,17 @@ def main() -> int:
         servers = servers_for(options, topology)
         for server in servers:
             check_options(server, "redis://" if topology.broker else None, topology.workers)
+        if {"broker", "workers"} & set(options.phases):
+            if not topology.single:
+                raise Unsupported(
+                    "the broker and workers phases choose their own topology: "
+                    "give no --processes, --workers or --broker"
+                )
+            if shutil.which("redis-server") is None:
+                raise Unsupported(
+                    "the broker and workers phases start a redis-server: install Debian's redis-server"
+                )
+            check_options(fanout_phases.DEFAULT_GROUPS, "redis://", 2)
     except Unsupported as error:
         print(f"cannot run this: {error}", file=sys.stderr)
         return 2
@@ -274,6 +412,16 @@ def main() -> int:
             "limit_ms": options.limit_ms,
             "share": options.share,
         },
+        "broker": {"conns": options.broker_conns, "rounds": options.phase_rounds},
+        "workers": {"conns": options.workers_conns, "rounds": options.phase_rounds},
+        "stall": {
+            "conns": options.stall_conns,
+            "stall_every": STALL_EVERY,
+            "size": STALL_SIZE,
+            "broadcasts": options.stall_broadcasts,
+            "bound_s": options.stall_bound,
+            "give_up": STALL_GIVE_UP,
+        },
     }
 
     started = time.monotonic()
@@ -291,17 +439,30 @@ def main() -> int:
         for server in servers:
             steps = options.shootout_steps
             records.append(run_once(server, "shootout", 1, steps, topology, shootout_plan, options, log))
+    rtts: list[float] = []
+    if "broker" in options.phases:
+        rtts = run_broker_phase(records, plan, options, log)
+    if "workers" in options.phases:
+        run_workers_phase(records, plan, options, log)
+    if "stall" in options.phases:
+        run_stall_phase(records, plan, options, log)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
 
     summary = summarize(records, servers, options.conns, options.limit_ms, options.share)
+    summary.update(summarize_phases(records, meta, rtts))
     write_json(out, meta, finite(summary), records)
-    report = markdown(meta, summary, servers)
+    report = markdown(meta, summary, servers) + phases_markdown(summary)
     out.with_suffix(".md").write_text(report)
     print()
     print(report)
     print(f"{len(records)} runs in {meta['elapsed_s']:.0f} s; wrote {out} and its .md", flush=True)
 
-    if REFERENCE in servers and not any(r["steps"] for r in records if r["server"] == REFERENCE):
+    one_process = {"latency", "shootout"} & set(options.phases)
+    if (
+        one_process
+        and REFERENCE in servers
+        and not any(r["steps"] for r in records if r["server"] == REFERENCE)
+    ):
         print(f"the harness is broken: no run of {REFERENCE} succeeded", file=sys.stderr)
         return 2
     if summary["failures"] and (options.strict or options.quick):

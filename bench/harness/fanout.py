@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.loadgen import BINARY
-from harness.processes import ClientProcess, FanoutProcess, MeasurementError, RedisServer
+from harness.processes import ClientProcess, Cores, FanoutProcess, MeasurementError, RedisServer
 from harness.procstat import (
     CpuSample,
     MachineCpu,
@@ -68,12 +68,14 @@ class Plan:
     gap: float  # seconds between one broadcast's last delivery and the next
     timeout: float  # seconds a broadcast may take before it counts as not reaching everyone
     size: int = 32  # bytes of each broadcast message
+    stall_every: int = 0  # one subscriber in this many stops reading after "ready" (0: none)
+    give_up: int = 0  # a step ends after this many broadcasts in a row did not complete (0: never)
 
 
 class FanoutServer:
     """One server of bench/fanout_server.py as ``topology`` says, every process pinned to ``core``."""
 
-    def __init__(self, name: str, topology: Topology, core: int, log: Path) -> None:
+    def __init__(self, name: str, topology: Topology, core: Cores, log: Path) -> None:
         self.name = name
         self.redis: RedisServer | None = None
         self.processes: list[FanoutProcess] = []
@@ -150,6 +152,7 @@ def measure(
         *("-steps", ",".join(map(str, steps)), "-size", str(plan.size)),
         *("-broadcasts", str(plan.broadcasts), "-warmup-broadcasts", str(plan.warmup)),
         *("-gap", f"{plan.gap}s", "-timeout", f"{plan.timeout}s", "-retries", str(retries)),
+        *("-stall-every", str(plan.stall_every), "-give-up", str(plan.give_up)),
     ]
     client = ClientProcess(argv, client_core)
     records: list[dict[str, Any]] = []
@@ -206,6 +209,8 @@ def _record(
     broadcasts = step["broadcasts"]
     return {
         "conns": conns,
+        "stalled": step.get("stalled", 0),
+        "gave_up": step.get("gave_up", False),
         "open_s": opened["open_s"],
         "elapsed_s": step["elapsed_s"],
         "broadcasts": [b for b in broadcasts if not b["warmup"]],
@@ -264,6 +269,9 @@ def step_stats(steps: list[dict[str, Any]], limit_ms: float | None = None) -> di
         "subscriber_median_ms": statistics.median(b["median_us"] for b in broadcasts) / 1000,
         "first_median_ms": statistics.median(b["first_us"] for b in broadcasts) / 1000,
         "server_cpu_ms_per_broadcast": 1000 * server_cpu / len(every),
+        "broker_cpu_ms_per_broadcast": 1000
+        * sum(step.get("broker_cpu_s", 0.0) for step in steps)
+        / len(every),
         "server_cpu_us_per_delivery": 1e6 * server_cpu / deliveries if deliveries else None,
         "server_system_us_per_delivery": (
             1e6 * sum(step.get("server_system_s", 0.0) for step in steps) / deliveries if deliveries else None

@@ -38,10 +38,19 @@ def cores() -> tuple[int, int]:
     return usable[0], usable[1] if len(usable) > 1 else usable[0]
 
 
-def pinned_to(core: int) -> Callable[[], None]:
+Cores = int | frozenset[int]  # one core, or a set of them (a server with workers)
+
+
+def pinned_to(core: Cores) -> Callable[[], None]:
     # Set between fork and exec, so that every thread the program starts
     # inherits it; setting it afterwards from outside would race with them.
-    return lambda: os.sched_setaffinity(0, {core})
+    allowed = {core} if isinstance(core, int) else set(core)
+    return lambda: os.sched_setaffinity(0, allowed)
+
+
+def all_cores() -> frozenset[int]:
+    """Every core this process may use: for a server whose workers must not share one core."""
+    return frozenset(os.sched_getaffinity(0))
 
 
 def free_port() -> int:
@@ -84,7 +93,7 @@ class EchoServer:
     script = ECHO_SERVER
     path = "/ws"
 
-    def __init__(self, name: str, core: int, log_path: Path, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, core: Cores, log_path: Path, options: tuple[str, ...] = ()) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = log_path
@@ -152,7 +161,7 @@ class FanoutProcess(EchoServer):
 class RedisServer:
     """A throwaway redis-server on a free port: no persistence, pinned to one core, stopped with the run."""
 
-    def __init__(self, core: int, log_path: Path, executable: str = "redis-server") -> None:
+    def __init__(self, core: Cores, log_path: Path, executable: str = "redis-server") -> None:
         self.port = free_port()
         self.log_path = log_path
         command = [
@@ -205,7 +214,7 @@ class RedisServer:
 class ClientProcess:
     """The load client: JSON lines out, and (idle mode) lines in to step it along."""
 
-    def __init__(self, argv: list[str], core: int) -> None:
+    def __init__(self, argv: list[str], core: Cores) -> None:
         self.argv = argv
         self.process = subprocess.Popen(
             argv,

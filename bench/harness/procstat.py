@@ -107,7 +107,8 @@ class CpuSample:
 
     @classmethod
     def now(cls, server_pid: int, wall: float) -> CpuSample:
-        return cls(wall, process_cpu_seconds(server_pid), kernel_threads_cpu_seconds(), MachineCpu.now())
+        # The whole tree: a server with workers does its work in its children.
+        return cls(wall, tree_cpu_seconds([server_pid]), kernel_threads_cpu_seconds(), MachineCpu.now())
 
 
 def cpu_percentages(start: CpuSample, end: CpuSample, client_cpu: float) -> dict[str, float]:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"syscall"
 	"time"
 
@@ -28,6 +29,19 @@ func dial(opt options) (*echoer, error) {
 		// client's message into frames of the buffer's size.
 		WriteBufferSize: max(opt.size, 4096),
 		ReadBufferSize:  min(max(opt.size, 4096), 65536),
+	}
+	if opt.rcvbuf > 0 {
+		// Before connect, or the window the kernel advertises in the
+		// handshake (and its scaling) is already set by the default size.
+		size := opt.rcvbuf
+		netDialer := net.Dialer{Timeout: opt.timeout, Control: func(network, address string, raw syscall.RawConn) error {
+			var err error
+			raw.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+			})
+			return err
+		}}
+		dialer.NetDial = netDialer.Dial
 	}
 	conn, response, err := dialer.Dial(opt.url, nil)
 	if response != nil && response.Body != nil {

@@ -48,8 +48,9 @@ import (
 const readyMessage = "ready"
 
 type subscriber struct {
-	conn  *websocket.Conn
-	index int
+	conn    *websocket.Conn
+	index   int
+	stalled bool // never read after "ready": its buffers fill and stay full
 }
 
 type broadcastRecord struct {
@@ -62,6 +63,16 @@ type broadcastRecord struct {
 	P90Us     float64  `json:"p90_us"`
 	ClientCPU float64  `json:"client_cpu_s"` // the client's CPU while this broadcast was in flight
 	Warmup    bool     `json:"warmup"`
+	// The same per subscribe URL (subscribers on another server process than
+	// the publisher's are reached through the broker): only with several URLs.
+	ByURL []urlRecord `json:"by_url,omitempty"`
+}
+
+type urlRecord struct {
+	Delivered int64    `json:"delivered"`
+	AllUs     *float64 `json:"all_us"`
+	FirstUs   float64  `json:"first_us"`
+	MedianUs  float64  `json:"median_us"`
 }
 
 type fanout struct {
@@ -77,6 +88,8 @@ type fanout struct {
 	closing  atomic.Bool
 	readers  sync.WaitGroup
 	subs     []*subscriber
+	urls     int
+	reading  []int // per step count: the subscribers that read (all but the stalled ones)
 }
 
 func runFanout(opt options) (map[string]any, error) {
@@ -109,6 +122,7 @@ func runFanout(opt options) (map[string]any, error) {
 		f.payloads[b] = append([]byte(head), bytes.Repeat([]byte("x"), opt.size-len(head))...)
 		f.received[b] = make([]int64, most)
 	}
+	f.urls = len(subURLs)
 	stdin := bufio.NewReader(os.Stdin)
 	// The harness's next line: "" goes on, "again" measures the step again;
 	// false at the end of input.
@@ -144,6 +158,8 @@ func runFanout(opt options) (map[string]any, error) {
 		}
 		started, startCPU = time.Now(), cpuSeconds()
 		records := make([]broadcastRecord, 0, perStep)
+		missed := 0 // broadcasts in a row that timed out
+		gaveUp := false
 		for k := 0; k < perStep; k++ {
 			record, err := f.broadcast(publisher, b, conns)
 			if err != nil {
@@ -153,12 +169,25 @@ func runFanout(opt options) (map[string]any, error) {
 			record.Warmup = k < opt.warmupBroadcasts
 			records = append(records, record)
 			b++
+			if record.AllUs == nil {
+				missed++
+			} else {
+				missed = 0
+			}
+			// A server stuck behind a stalled subscriber stays stuck: the
+			// rest of the step would only add -timeout each.
+			if opt.giveUp > 0 && missed >= opt.giveUp {
+				gaveUp = true
+				break
+			}
 			time.Sleep(opt.gap)
 		}
 		step := map[string]any{
 			"event":        "step",
 			"conns":        conns,
+			"stalled":      conns - f.readingOf(conns),
 			"broadcasts":   records,
+			"gave_up":      gaveUp,
 			"elapsed_s":    time.Since(started).Seconds(),
 			"client_cpu_s": cpuSeconds() - startCPU,
 		}
@@ -242,7 +271,7 @@ func (f *fanout) openSubscribers(conns int, urls []string) error {
 			index := first + k
 			o := f.opt
 			o.url = urls[index%len(urls)]
-			fresh[k], errs[k] = joinSubscriber(o, index)
+			fresh[k], errs[k] = joinSubscriber(o, index, f.isStalled(index))
 		}(k)
 	}
 	group.Wait()
@@ -250,8 +279,10 @@ func (f *fanout) openSubscribers(conns int, urls []string) error {
 	for k, sub := range fresh {
 		if sub != nil {
 			f.subs = append(f.subs, sub)
-			f.readers.Add(1)
-			go f.read(sub)
+			if !sub.stalled {
+				f.readers.Add(1)
+				go f.read(sub)
+			}
 		} else if failed == nil {
 			failed = errs[k]
 		}
@@ -262,7 +293,25 @@ func (f *fanout) openSubscribers(conns int, urls []string) error {
 	return nil
 }
 
-func joinSubscriber(opt options, index int) (*subscriber, error) {
+// isStalled says whether subscriber `index` stops reading after "ready":
+// one in every -stall-every, the last of each run of that many, so that
+// they are spread over the URLs and through the server's member order.
+func (f *fanout) isStalled(index int) bool {
+	return f.opt.stallEvery > 0 && index%f.opt.stallEvery == f.opt.stallEvery-1
+}
+
+// readingOf is how many of the first `conns` subscribers read.
+func (f *fanout) readingOf(conns int) int {
+	if f.opt.stallEvery == 0 {
+		return conns
+	}
+	return conns - conns/f.opt.stallEvery
+}
+
+func joinSubscriber(opt options, index int, stalled bool) (*subscriber, error) {
+	if stalled {
+		opt.rcvbuf = opt.stallRcvbuf
+	}
 	e, err := dial(opt)
 	if err != nil {
 		return nil, err
@@ -277,7 +326,7 @@ func joinSubscriber(opt options, index int) (*subscriber, error) {
 		return nil, fmt.Errorf("subscriber %d waiting for %q: %w", index, readyMessage, err)
 	}
 	e.conn.SetReadDeadline(time.Time{})
-	return &subscriber{e.conn, index}, nil
+	return &subscriber{e.conn, index, stalled}, nil
 }
 
 // read is one subscriber's goroutine: the time of every broadcast it gets.
@@ -343,7 +392,7 @@ func sequence(message []byte) int {
 // broadcast sends broadcast b and waits until the `conns` subscribers all
 // have it, or -timeout has passed.
 func (f *fanout) broadcast(publisher *websocket.Conn, b int, conns int) (broadcastRecord, error) {
-	f.target[b].Store(int64(conns))
+	f.target[b].Store(int64(f.readingOf(conns)))
 	startCPU := cpuSeconds()
 	publisher.SetWriteDeadline(time.Now().Add(f.opt.timeout))
 	f.sent[b] = time.Since(f.base).Nanoseconds()
@@ -373,22 +422,51 @@ wait:
 
 func (f *fanout) summarize(b int, conns int, timedOut bool, cpu float64) broadcastRecord {
 	latencies := make([]float64, 0, conns)
-	for _, at := range f.received[b][:conns] {
+	byURL := make([][]float64, f.urls)
+	expected := make([]int, f.urls) // the reading subscribers of each URL
+	for i, at := range f.received[b][:conns] {
+		if f.isStalled(i) {
+			continue
+		}
+		expected[i%f.urls]++
 		if at != 0 {
-			latencies = append(latencies, float64(at-f.sent[b])/1e3)
+			latency := float64(at-f.sent[b]) / 1e3
+			latencies = append(latencies, latency)
+			byURL[i%f.urls] = append(byURL[i%f.urls], latency)
 		}
 	}
-	sort.Float64s(latencies)
-	record := broadcastRecord{Index: b, Conns: conns, Delivered: int64(len(latencies)), ClientCPU: cpu}
+	record := broadcastRecord{Index: b, Conns: conns, ClientCPU: cpu}
+	record.Delivered, record.AllUs, record.MedianUs = describe(latencies, f.readingOf(conns), timedOut)
 	if len(latencies) > 0 {
 		quantile := func(q float64) float64 { return latencies[int(q*float64(len(latencies)-1))] }
-		record.FirstUs, record.MedianUs, record.P90Us = latencies[0], quantile(0.5), quantile(0.9)
-		if !timedOut && len(latencies) == conns {
-			last := latencies[len(latencies)-1]
-			record.AllUs = &last
+		record.FirstUs, record.P90Us = latencies[0], quantile(0.9)
+	}
+	if f.urls > 1 {
+		for u, values := range byURL {
+			var part urlRecord
+			part.Delivered, part.AllUs, part.MedianUs = describe(values, expected[u], timedOut)
+			if len(values) > 0 {
+				part.FirstUs = values[0]
+			}
+			record.ByURL = append(record.ByURL, part)
 		}
 	}
 	return record
+}
+
+// describe sorts `latencies` and gives how many there are, the last if all
+// `expected` subscribers had the broadcast in time (else nil), and the median.
+func describe(latencies []float64, expected int, timedOut bool) (int64, *float64, float64) {
+	sort.Float64s(latencies)
+	if len(latencies) == 0 {
+		return 0, nil, 0
+	}
+	var all *float64
+	if !timedOut && len(latencies) == expected {
+		last := latencies[len(latencies)-1]
+		all = &last
+	}
+	return int64(len(latencies)), all, latencies[(len(latencies)-1)/2]
 }
 
 // closeAll runs the closing handshake on every connection: our Close from
@@ -400,6 +478,12 @@ func (f *fanout) closeAll(publisher *websocket.Conn) error {
 	publisher.WriteControl(websocket.CloseMessage, message, deadline)
 	var first error
 	for _, sub := range f.subs {
+		if sub.stalled {
+			// It reads nothing, so it could never see the server's Close:
+			// drop the connection, as a client that went away does.
+			sub.conn.Close()
+			continue
+		}
 		if err := sub.conn.WriteControl(websocket.CloseMessage, message, deadline); err != nil && first == nil {
 			first = fmt.Errorf("subscriber %d, sending Close: %w", sub.index, err)
 		}

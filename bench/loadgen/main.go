@@ -37,6 +37,10 @@ type options struct {
 	warmupBroadcasts int
 	gap              time.Duration
 	retries          int
+	stallEvery       int
+	stallRcvbuf      int
+	giveUp           int
+	rcvbuf           int // SO_RCVBUF of a connection, set before it connects; 0: the kernel's
 }
 
 func main() {
@@ -58,6 +62,9 @@ func main() {
 	flag.IntVar(&opt.warmupBroadcasts, "warmup-broadcasts", 3, "fanout: broadcasts before the measured ones, reported apart")
 	flag.DurationVar(&opt.gap, "gap", 50*time.Millisecond, "fanout: pause after each broadcast has reached everyone")
 	flag.IntVar(&opt.retries, "retries", 0, "fanout: steps the harness may have measured again, in all")
+	flag.IntVar(&opt.stallEvery, "stall-every", 0, "fanout: one subscriber in this many stops reading after \"ready\" (0: none)")
+	flag.IntVar(&opt.stallRcvbuf, "stall-rcvbuf", 4096, "fanout: SO_RCVBUF of a subscriber that stops reading, in bytes")
+	flag.IntVar(&opt.giveUp, "give-up", 0, "fanout: end a step after this many broadcasts in a row timed out (0: never)")
 	flag.Parse()
 
 	modes := map[string]func(options) (map[string]any, error){
