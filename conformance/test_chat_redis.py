@@ -218,3 +218,51 @@ async def test_the_chat_page_in_two_tabs_served_by_different_workers(
                 for page in (ada, bob):
                     await page.wait_for(f"{LOG}.endsWith('Disconnected from room lobby')")
     assert "Traceback" not in server.output()
+
+
+async def test_tutorial_step6_serves_one_chat_from_two_workers(
+    backend: str, tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (EXAMPLES / "tutorial" / "step6_workers.py").read_text()
+    assert source.count("app.serve(workers=2)") == 1
+    (tmp_path / "tutorial").mkdir()
+    script = tmp_path / "tutorial" / "step6_workers.py"  # the page is found at ../chat.html
+    script.write_text(source.replace("app.serve(workers=2)", 'app.serve("127.0.0.1", 0, workers=2)'))
+    shutil.copy(EXAMPLES / "chat.html", tmp_path / "chat.html")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("FASTRAPI_BACKEND", backend)
+    clients = 40  # on one worker only, 1 in 2**39
+    with serving(tmp_path, str(script)) as served, anyio.fail_after(GUARD):
+        server = await served.started()
+        async with AsyncExitStack() as stack:
+            members = []
+            for index in range(clients):
+                ws = await stack.enter_async_context(
+                    connect(
+                        f"ws://127.0.0.1:{server.port}/chat/lobby?name=m{index}",
+                        origin=Origin("http://127.0.0.1:8000"),  # the allowed origin, whatever the port
+                    )
+                )
+                welcome = await recv_json(ws)
+                assert welcome["type"] == "welcome"
+                members.append((ws, welcome["members"]))
+            # "members" counts those of the worker that serves the connection.
+            assert max(count for _, count in members) < clients
+            await members[0][0].send("hello, both workers")
+            for index, (ws, _) in enumerate(members):
+                # Each arrival after it, once, and the message, in no order
+                # between workers; an arrival just before it may come too (it
+                # was still on its way through Redis), and once at most.
+                expected = [
+                    json.dumps({"type": "user_joined", "username": f"m{later}", "room": "lobby"})
+                    for later in range(index + 1, clients)
+                ] + [json.dumps(said("m0", "hello, both workers"))]
+                events: list[str] = []
+                while not set(expected) <= set(events):
+                    events.append(json.dumps(await recv_json(ws)))
+                assert len(events) == len(set(events)), events
+                for extra in set(events) - set(expected):
+                    earlier = json.loads(extra)
+                    assert earlier["type"] == "user_joined" and int(earlier["username"][1:]) < index
+            await stop(server)
+    assert "Traceback" not in server.output()
