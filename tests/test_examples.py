@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conformance.redis_server import RedisServer
 from fastrapi import WebSocketDisconnect
 from fastrapi.testing import TestClient, WebSocketDenied
 
@@ -265,3 +266,43 @@ def test_auth_attempts_forget_addresses_whose_failures_are_old() -> None:
     assert attempts.retry_after("192.0.2.1") == 0
     attempts.failed("192.0.2.1")
     assert attempts.retry_after("192.0.2.1") == 60
+
+
+def test_redis_broker_takes_the_password_and_tls_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from redis.asyncio.connection import SSLConnection
+
+    ca = tmp_path / "redis-ca.pem"
+    monkeypatch.setenv("REDIS_URL", "rediss://redis.internal:6380/0")
+    monkeypatch.setenv("REDIS_PASSWORD", "secret")
+    monkeypatch.setenv("REDIS_CA", str(ca))
+    broker = load("redis_broker").broker
+    pool = broker._pool  # never connected: the settings its connections will use
+    assert pool.connection_class is SSLConnection
+    assert pool.connection_kwargs["password"] == "secret"
+    assert pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    assert repr(broker) == "RedisBroker('redis.internal:6380', prefix='chat:')"  # no password
+
+
+def test_redis_broker_carries_a_room_between_two_apps_and_counts(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    first, second = load("redis_broker").app, load("redis_broker").app  # two workers, as it were
+    with (
+        TestClient(first) as one,
+        TestClient(second) as other,
+        one.websocket_connect("/rooms/scale-example") as ada,
+        other.websocket_connect("/rooms/scale-example") as bob,
+    ):
+        for _ in range(500):  # a hang guard: both subscribe within a few loop turns
+            if redis_server.numsub("chat:scale-example") == 2:
+                break
+            time.sleep(0.01)
+        ada.send_text("hi")
+        assert ada.receive_text() == bob.receive_text() == "hi"
+        counted = one.get("/stats").json()
+        assert (counted["published"], counted["publish_failures"]) == (1, 0)
+        assert other.get("/stats").json()["received"] == 1

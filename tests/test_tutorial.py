@@ -3,22 +3,26 @@
 The docs include these files whole or in sections, so what a reader copies is
 what runs here: steps 1, 2, 3 and 5 through the test client, step 4 (itself a
 test file) by pytest in a process of its own, from the tutorial's directory,
-as ``pytest step4_test_app.py``.
+as ``pytest step4_test_app.py``, and step 6 as two apps on the session's
+redis-server (conformance/test_chat_redis.py serves it with two workers).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
+import anyio
 import pytest
 
+from conformance.redis_server import RedisServer
 from fastrapi import FastrAPI, WebSocketDisconnect
-from fastrapi.testing import TestClient, WebSocketDenied
+from fastrapi.testing import AsyncTestClient, TestClient, WebSocketDenied
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "examples" / "tutorial"
 
@@ -145,3 +149,38 @@ def test_step5_serves_the_page_and_only_its_own_pages_connect() -> None:
                 with client.websocket_connect("/chat/lobby?name=Eve", headers=origin):
                     pass
             assert denied.value.status == 403
+
+
+@pytest.mark.anyio
+async def test_step6_two_apps_on_one_redis_are_one_chat(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two instances of the module stand for its two workers: each its own
+    # app, groups and connections to Redis.
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    first, second = load("step6_workers"), load("step6_workers")
+    assert inspect.getsource(first.chat) == inspect.getsource(load("step5_page").chat)
+    origin = {"origin": "http://127.0.0.1:8000"}
+    with anyio.fail_after(20):
+        async with (
+            AsyncTestClient(first.app) as one,
+            AsyncTestClient(second.app) as other,
+            one.websocket_connect("/chat/lobby?name=Ada", headers=origin) as ada,
+        ):
+            # Each counts the members of its own process.
+            assert await ada.receive_json() == {"type": "welcome", "room": "lobby", "members": 1}
+            async with other.websocket_connect("/chat/lobby?name=Bob", headers=origin) as bob:
+                assert await bob.receive_json() == {"type": "welcome", "room": "lobby", "members": 1}
+                joined = {"type": "user_joined", "username": "Bob", "room": "lobby"}
+                assert await ada.receive_json() == joined
+                await ada.send_text("hi Bob")
+                said = {"type": "message", "username": "Ada", "message": "hi Bob"}
+                assert await ada.receive_json() == said
+                got = await bob.receive_json()
+                if got["type"] == "user_joined":  # Ada's, if it was still on its way when Bob subscribed
+                    assert got["username"] == "Ada"
+                    got = await bob.receive_json()
+                assert got == said
+            assert await ada.receive_json() == {"type": "user_left", "username": "Bob"}
+    assert second.app.groups.stats().published >= 2  # Bob's arrival and his leaving
+    assert second.app.groups.stats().publish_failures == 0

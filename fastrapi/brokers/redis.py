@@ -234,8 +234,12 @@ class RedisBroker:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is None:
             return
-        if self._outbox and self._connected:
-            self._idle.clear()  # set again by the publisher once the outbox is empty
+        # A batch already taken from the outbox, its acknowledgements not yet
+        # read, is waited for too: cancelled, it would count as failed, and
+        # a cancellation that lands inside redis-py's command can be lost.
+        if self._connected and (self._outbox or not self._idle.is_set()):
+            if self._outbox:
+                self._idle.clear()  # set again by the publisher once the outbox is empty
             try:
                 async with asyncio.timeout(CLOSE_FLUSH):
                     await self._idle.wait()
@@ -461,9 +465,15 @@ class RedisBroker:
 
     async def _publish_all(self, connection: _Connection) -> None:
         outbox = self._outbox
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             if not outbox:
                 self._idle.set()
+                if task.cancelling():
+                    # Cancelled during a command, and redis-py went on with
+                    # it: waiting now would never end, and close() with it.
+                    raise asyncio.CancelledError
                 self._wake.clear()
                 await self._wake.wait()
                 continue
