@@ -6,6 +6,7 @@ are local files or the test's own server.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import shutil
@@ -42,25 +43,31 @@ class Page:
         self._connection = connection
         self._ids = itertools.count(1)
 
-    async def evaluate(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page."""
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """One DevTools protocol command to the page; its result."""
         call_id = next(self._ids)
-        await self._connection.send(
-            json.dumps(
-                {
-                    "id": call_id,
-                    "method": "Runtime.evaluate",
-                    "params": {"expression": expression, "returnByValue": True, "awaitPromise": True},
-                }
-            )
-        )
+        await self._connection.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             reply = json.loads(await self._connection.recv())
             if reply.get("id") == call_id:
-                result = reply["result"]
-                if "exceptionDetails" in result:
-                    raise AssertionError(f"{expression!r} threw: {result['exceptionDetails']}")
-                return result["result"].get("value")
+                if "error" in reply:
+                    raise AssertionError(f"{method} failed: {reply['error']}")
+                result: dict[str, Any] = reply["result"]
+                return result
+
+    async def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = await self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression!r} threw: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def screenshot(self) -> bytes:
+        """The page as it looks now, as PNG."""
+        result = await self.call("Page.captureScreenshot", format="png")
+        return base64.b64decode(result["data"])
 
     async def wait_for(self, expression: str) -> Any:
         """Poll ``expression`` until it is truthy, within a hang guard (not a timing claim)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import anyio
 import pytest
 
 from conformance.browser import CHROMIUM, chromium
-from conformance.conftest import EXAMPLES, free_port, run_example, serving
+from conformance.conftest import EXAMPLES, free_port, run_example, run_script, serving
 
 pytestmark = [
     pytest.mark.anyio,
@@ -50,40 +51,65 @@ def load_chat(name: str) -> object:
 async def test_the_chat_page_in_two_tabs(backend: str, example: str, tmp_path: Path) -> None:
     demo = load_chat(example)
     async with serving(demo.app, backend) as url:  # type: ignore[attr-defined]
-        http = url.replace("ws://", "http://")
-        async with (
-            chromium(tmp_path / "profile") as browser,
-            browser.page(f"{http}/") as ada,
-            browser.page(f"{http}/") as bob,
-        ):
-            log = "document.getElementById('log').innerText"
-            for page, name in ((ada, "Ada"), (bob, "Bob")):
-                await page.evaluate(
-                    f"document.getElementById('name').value = '{name}';"
-                    "document.getElementById('join').requestSubmit()"
-                )
-                await page.wait_for(f"{log}.includes('Connected to room lobby as {name}')")
-            await ada.wait_for(f"{log}.includes('Bob joined')")
-            await ada.evaluate(
-                "document.getElementById('message').value = '<b>hi</b> Bob';"
-                "document.getElementById('send').requestSubmit()"
-            )
-            await bob.wait_for(f"{log}.includes('Ada: <b>hi</b> Bob')")
-            # Shown as text, never as markup.
-            assert await bob.evaluate("document.querySelectorAll('#log b').length") == 0
-            await bob.evaluate(
-                "document.getElementById('room').value = 'elsewhere';"
+        await chat_in_two_tabs(url.replace("ws://", "http://"), tmp_path)
+
+
+async def test_the_groups_chat_page_mounted_in_starlette_under_uvicorn(tmp_path: Path) -> None:
+    launcher = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+        "import uvicorn\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.routing import Mount\n"
+        "from chat_groups import app\n"
+        "outer = Starlette(routes=[Mount('/', app=app)], lifespan=lambda outer: app.lifespan_context())\n"
+        "uvicorn.run(outer, host='127.0.0.1', port={port}, log_level='warning')\n"
+    )
+    with run_script(tmp_path, "mounted.py", lambda port: launcher.replace("{port}", str(port))) as server:
+        screenshot = await chat_in_two_tabs(f"http://127.0.0.1:{server.port}", tmp_path)
+    assert screenshot.startswith(b"\x89PNG\r\n\x1a\n")
+    # The documentation's picture of the chat is this test's: FASTRAPI_SCREENSHOT=path keeps it.
+    keep = os.environ.get("FASTRAPI_SCREENSHOT")
+    if keep:
+        await anyio.Path(keep).write_bytes(screenshot)
+
+
+async def chat_in_two_tabs(http: str, tmp_path: Path) -> bytes:
+    """Ada and Bob chat in the lobby, then Bob leaves for another room; Ada's tab as PNG at the end."""
+    async with (
+        chromium(tmp_path / "profile") as browser,
+        browser.page(f"{http}/") as ada,
+        browser.page(f"{http}/") as bob,
+    ):
+        log = "document.getElementById('log').innerText"
+        for page, name in ((ada, "Ada"), (bob, "Bob")):
+            await page.evaluate(
+                f"document.getElementById('name').value = '{name}';"
                 "document.getElementById('join').requestSubmit()"
             )
-            await bob.wait_for(f"{log}.includes('Connected to room elsewhere as Bob')")
-            await ada.wait_for(f"{log}.includes('Bob left')")
-            await ada.evaluate(
-                "document.getElementById('message').value = 'anyone?';"
-                "document.getElementById('send').requestSubmit()"
-            )
-            await ada.wait_for(f"{log}.includes('Ada: anyone?')")
-            await anyio.sleep(0.2)
-            assert "anyone?" not in await bob.evaluate(log)
+            await page.wait_for(f"{log}.includes('Connected to room lobby as {name}')")
+        await ada.wait_for(f"{log}.includes('Bob joined')")
+        await ada.evaluate(
+            "document.getElementById('message').value = '<b>hi</b> Bob';"
+            "document.getElementById('send').requestSubmit()"
+        )
+        await bob.wait_for(f"{log}.includes('Ada: <b>hi</b> Bob')")
+        # Shown as text, never as markup.
+        assert await bob.evaluate("document.querySelectorAll('#log b').length") == 0
+        await bob.evaluate(
+            "document.getElementById('room').value = 'elsewhere';"
+            "document.getElementById('join').requestSubmit()"
+        )
+        await bob.wait_for(f"{log}.includes('Connected to room elsewhere as Bob')")
+        await ada.wait_for(f"{log}.includes('Bob left')")
+        await ada.evaluate(
+            "document.getElementById('message').value = 'anyone?';"
+            "document.getElementById('send').requestSubmit()"
+        )
+        await ada.wait_for(f"{log}.includes('Ada: anyone?')")
+        await anyio.sleep(0.2)
+        assert "anyone?" not in await bob.evaluate(log)
+        return await ada.screenshot()
 
 
 # Pixels of the chart's line colour (#1565c0, blended at its edges): the plot was drawn.
