@@ -164,7 +164,42 @@ def run_script(
 ) -> Iterator[ExampleServer]:
     """Write ``render(port)`` to ``tmp_path/name`` on a free port, run it, and
     yield once it accepts connections; on exit it is stopped with ``stop_signal``.
+
+    A free port is free only when `free_port` looked: on a machine running
+    other tests something else may bind it first, and the script then exits
+    with "address already in use". It is started again on another port then,
+    twice at most.
     """
+    for attempt in range(3):
+        server = _start_script(tmp_path, name, render, env)
+        try:
+            wait_for_port(server.port, server.process)
+            break
+        except RuntimeError:  # it exited
+            said = server.log.read_text(errors="replace")
+            if attempt == 2 or "address already in use" not in said.lower():
+                server.output = said
+                raise
+        except BaseException:  # still running, but not listening: stop it
+            server.process.kill()
+            server.process.wait()
+            raise
+    process = server.process
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            try:
+                server.stop(stop_signal)
+            except subprocess.TimeoutExpired:
+                pass
+        else:  # exited by itself: keep what it said
+            server.output = server.log.read_text(errors="replace")
+
+
+def _start_script(
+    tmp_path: Path, name: str, render: Callable[[int], str], env: dict[str, str] | None
+) -> ExampleServer:
     port = free_port()
     script = tmp_path / name
     script.write_text(render(port))
@@ -177,18 +212,7 @@ def run_script(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    server = ExampleServer(process, port, log)
-    try:
-        wait_for_port(port, process)
-        yield server
-    finally:
-        if process.poll() is None:
-            try:
-                server.stop(stop_signal)
-            except subprocess.TimeoutExpired:
-                pass
-        else:  # exited by itself: keep what it said
-            server.output = log.read_text(errors="replace")
+    return ExampleServer(process, port, log)
 
 
 @contextmanager
