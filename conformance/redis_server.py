@@ -4,12 +4,19 @@ One server serves the whole test session (the ``redis_server`` fixture of
 the top-level conftest.py); a test may `RedisServer.kill` it and
 `RedisServer.start` it again on the same port to play an outage. Nothing is
 persisted, so a restart starts empty, as after a crash.
+
+A test of the secure paths starts one of its own with a ``password``
+(``--requirepass``) and/or ``tls=True``: then ``port`` is the TLS port, the
+plain one is closed, and a CA of the test's own (``ca_file``) signed the
+server's certificate for 127.0.0.1, so that only a client told to trust that
+CA connects.
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from io import BufferedReader
@@ -28,7 +35,7 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server`` on 127.0.0.1:``port``, started and stopped by the tests."""
 
-    def __init__(self, port: int, directory: Path) -> None:
+    def __init__(self, port: int, directory: Path, *, password: str | None = None, tls: bool = False) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError(
@@ -39,10 +46,44 @@ class RedisServer:
         self.port = port
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
+        self.password = password
+        self.ca_file: Path | None = None
+        self._tls_options: list[str] = []
+        if tls:
+            self._tls_options = self._issue_certificates()
+
+    def _issue_certificates(self) -> list[str]:
+        # Imported here: only the TLS tests need trustme.
+        import trustme
+
+        ca = trustme.CA()
+        certificate = ca.issue_cert("127.0.0.1")
+        self.ca_file = self.directory / "ca.pem"
+        cert_file, key_file = self.directory / "server.pem", self.directory / "server.key"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        certificate.cert_chain_pems[0].write_to_path(str(cert_file))
+        certificate.private_key_pem.write_to_path(str(key_file))
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(cert_file),
+            "--tls-key-file",
+            str(key_file),
+            "--tls-ca-cert-file",
+            str(self.ca_file),
+            # Clients show no certificate of their own: the tests check the server's.
+            "--tls-auth-clients",
+            "no",
+        ]
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self._tls_options else "redis"
+        credentials = f":{self.password}@" if self.password is not None else ""
+        return f"{scheme}://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start it and return once it answers PING."""
@@ -52,8 +93,8 @@ class RedisServer:
             self.process = subprocess.Popen(
                 [
                     self.executable,
-                    "--port",
-                    str(self.port),
+                    *(self._tls_options or ["--port", str(self.port)]),
+                    *(["--requirepass", self.password] if self.password is not None else []),
                     "--bind",
                     "127.0.0.1",
                     "--save",
@@ -98,14 +139,20 @@ class RedisServer:
 
     def command(self, *args: str) -> str | int | list[str | int]:
         """One command over a socket of its own (inline RESP, short replies only)."""
-        request = b"".join(
-            [f"*{len(args)}\r\n".encode()]
-            + [f"${len(arg.encode())}\r\n".encode() + arg.encode() + b"\r\n" for arg in args]
-        )
-        with socket.create_connection(("127.0.0.1", self.port), timeout=STARTUP_TIMEOUT) as sock:
-            sock.sendall(request)
-            reader = sock.makefile("rb")
-            return _read_reply(reader)
+        request = _pack(*args)
+        if self.password is not None:
+            request = _pack("AUTH", self.password) + request
+        with socket.create_connection(("127.0.0.1", self.port), timeout=STARTUP_TIMEOUT) as plain:
+            sock = plain
+            if self.ca_file is not None:
+                context = ssl.create_default_context(cafile=str(self.ca_file))
+                sock = context.wrap_socket(plain, server_hostname="127.0.0.1")
+            with sock:
+                sock.sendall(request)
+                reader = sock.makefile("rb")
+                if self.password is not None:
+                    _read_reply(reader)  # +OK, or an error raised
+                return _read_reply(reader)
 
     def numsub(self, channel: str) -> int:
         """How many connections are subscribed to ``channel`` (PUBSUB NUMSUB)."""
@@ -118,6 +165,13 @@ class RedisServer:
         reply = self.command("PUBSUB", "CHANNELS", pattern)
         assert isinstance(reply, list)
         return sorted(str(channel) for channel in reply)
+
+
+def _pack(*args: str) -> bytes:
+    return b"".join(
+        [f"*{len(args)}\r\n".encode()]
+        + [f"${len(arg.encode())}\r\n".encode() + arg.encode() + b"\r\n" for arg in args]
+    )
 
 
 def _read_reply(reader: BufferedReader) -> str | int | list[str | int]:
