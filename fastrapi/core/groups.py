@@ -260,14 +260,8 @@ class Groups:
 
     def discard(self, name: str, ws: WebSocket) -> None:
         """Take ``ws`` out of group ``name``, if it is in it; an empty group is forgotten."""
-        members = self._groups.get(name)
-        if members is None or ws not in members:
+        if not self._leave(name, ws):
             return
-        del members[ws]
-        if not members:
-            del self._groups[name]
-            if self._shared:
-                self._broker.unsubscribe(name)
         joined = self._joined.get(ws)
         if joined is not None:
             joined.discard(name)
@@ -277,13 +271,20 @@ class Groups:
     def forget(self, ws: WebSocket) -> None:
         """Take ``ws`` out of every group: its session has ended."""
         for name in self._joined.pop(ws, ()):
-            members = self._groups.get(name)
-            if members is not None:
-                members.pop(ws, None)
-                if not members:
-                    del self._groups[name]
-                    if self._shared:
-                        self._broker.unsubscribe(name)
+            self._leave(name, ws)
+
+    def _leave(self, name: str, ws: WebSocket) -> bool:
+        """Take ``ws`` out of group ``name``'s members; an emptied group is
+        forgotten (and unsubscribed). False if it was not a member."""
+        members = self._groups.get(name)
+        if members is None or ws not in members:
+            return False
+        del members[ws]
+        if not members:
+            del self._groups[name]
+            if self._shared:
+                self._broker.unsubscribe(name)
+        return True
 
     def members(self, name: str) -> list[WebSocket]:
         """The members of group ``name`` now, in the order they joined (a copy)."""
